@@ -1,0 +1,1 @@
+"""newsflow services: each one a thin FastStream app over a module of plain functions."""

@@ -1,0 +1,247 @@
+"""The `newsflow` command: run a service, publish articles, search, inspect the pipeline."""
+
+import asyncio
+import importlib
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import redis.asyncio as aioredis
+import typer
+
+from services.cli import pipeline
+from shared import store
+from shared.logging import setup_logging
+from shared.messages import ArticleSubmitted
+from shared.settings import Settings
+
+app = typer.Typer(help="newsflow: fetch, parse, enrich and index news articles.",
+                  no_args_is_help=True, add_completion=False)
+dead_app = typer.Typer(help="Inspect and re-drive dead letters.", no_args_is_help=True)
+app.add_typer(dead_app, name="dead")
+
+SERVICES = ("fetcher", "parser", "enricher", "indexer", "api")
+T = TypeVar("T")
+
+
+def _redis(settings: Settings) -> aioredis.Redis:
+    return aioredis.from_url(settings.redis_url)
+
+
+def _with_redis(work: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+    async def go() -> T:
+        client = _redis(Settings())
+        try:
+            return await work(client)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
+
+
+def _with_store(work: Callable[[Any], Awaitable[T]]) -> T:
+    async def go() -> T:
+        pool = await store.connect(Settings().database_url, max_size=2)
+        try:
+            return await work(pool)
+        finally:
+            await pool.close()
+
+    return asyncio.run(go())
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=_jsonable, ensure_ascii=False)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+@app.command()
+def run(service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICES)}.")]) -> None:
+    """Run one service in the foreground (what each compose service does)."""
+    if service not in SERVICES:
+        raise typer.BadParameter(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+    settings = Settings()
+    setup_logging(service, settings.log_level, settings.log_format)
+    module = importlib.import_module(f"services.{service}.main")
+    if service == "api":
+        import uvicorn
+
+        uvicorn.run(module.create_app(settings), host=settings.api_host, port=settings.api_port,
+                    log_config=None)
+    else:
+        asyncio.run(module.create_app(settings).run())
+
+
+@app.command()
+def publish(
+    urls: Annotated[list[str] | None, typer.Argument(help="Article URLs.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f",
+                                              help="A file of URLs, one a line.")] = None,
+    html: Annotated[Path | None, typer.Option(help="A saved page to ingest as is.")] = None,
+    url: Annotated[str | None, typer.Option(help="With --html: the page's URL.")] = None,
+    refresh: Annotated[bool, typer.Option(help="Fetch again even if seen before.")] = False,
+    wait: Annotated[bool, typer.Option(help="Wait until every article is indexed.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 120.0,
+) -> None:
+    """Submit articles: URLs, a file of URLs, or raw HTML. With --wait, exit 0 only when every
+    article was indexed (non-zero with the reason when any ended in the dead letters)."""
+    articles: list[ArticleSubmitted] = []
+    try:
+        for line in [*(urls or []), *(file.read_text().splitlines() if file else [])]:
+            if line.strip() and not line.lstrip().startswith("#"):
+                articles.append(ArticleSubmitted(url=line.strip(), refresh=refresh, source="cli"))
+        if html:
+            articles.append(ArticleSubmitted(url=url, html=html.read_text(errors="replace"),
+                                             refresh=refresh, source="cli"))
+    except (OSError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if not articles:
+        typer.echo("error: nothing to publish (give URLs, --file or --html)", err=True)
+        raise typer.Exit(2)
+
+    async def go(client: aioredis.Redis) -> pipeline.Outcome | None:
+        start = await pipeline.wait_start(client)
+        await pipeline.publish(client, articles)
+        for article in articles:
+            typer.echo(f"submitted {article.id} {article.url or '(html)'}")
+        if not wait:
+            return None
+        return await pipeline.wait_for(client, {a.id for a in articles}, start, timeout)
+
+    outcome = _with_redis(go)
+    if outcome is None:
+        return
+    for article_id, reason in sorted(outcome.dead.items()):
+        typer.echo(f"dead {article_id}: {reason}", err=True)
+    for article_id in sorted(outcome.missing):
+        typer.echo(f"timeout {article_id}: not indexed after {timeout:.0f} s", err=True)
+    typer.echo(f"indexed {len(outcome.indexed)}/{len(articles)}")
+    if outcome.dead or outcome.missing:
+        raise typer.Exit(1)
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help='Words, "phrases", -exclusions, OR.')] = "",
+    language: Annotated[str | None, typer.Option(help="ISO 639-1 code, e.g. en.")] = None,
+    source: Annotated[str | None, typer.Option(help="Site host, e.g. example.com.")] = None,
+    entity: Annotated[str | None, typer.Option(help="A person, organisation or place.")] = None,
+    country: Annotated[str | None, typer.Option(help="ISO 3166 code, e.g. IR.")] = None,
+    since: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])] = None,
+    until: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100)] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Search what was indexed."""
+    q = store.SearchQuery(q=query, language=language, source=source, entity=entity,
+                          country=country, since=since.date() if since else None,
+                          until=until.date() if until else None, limit=limit)
+    results: store.SearchResults = _with_store(lambda pool: store.search(pool, q))
+    if as_json:
+        typer.echo(results.model_dump_json())
+        return
+    typer.echo(f"{results.total} found")
+    for hit in results.hits:
+        day = hit.published.date().isoformat() if hit.published else "----------"
+        typer.echo(f"{hit.id}  {day}  {hit.source or '-'}  [{hit.language}]  {hit.title}")
+        snippet = " ".join(hit.snippet.split())
+        typer.echo(f"    {snippet.replace('<mark>', '[').replace('</mark>', ']')}")
+
+
+@app.command()
+def get(
+    article_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """One stored article, whole."""
+    article = _with_store(lambda pool: store.get_article(pool, article_id))
+    if article is None:
+        typer.echo(f"error: no article {article_id}", err=True)
+        raise typer.Exit(1)
+    if as_json:
+        typer.echo(_json(article))
+        return
+    typer.echo(f"{article['title']}\n{article['url']}\n{article['published'] or ''}  "
+               f"{article['language']}  {', '.join(article['countries'])}\n")
+    typer.echo(article["text"])
+
+
+@app.command()
+def export() -> None:
+    """Every indexed article as JSON lines, on standard output."""
+
+    async def go(pool: Any) -> None:
+        async for article in store.export_articles(pool):
+            sys.stdout.write(_json(article) + "\n")
+
+    _with_store(go)
+
+
+@app.command()
+def status() -> None:
+    """Per stream: length; per stage: consumers, pending, lag, oldest pending; dead letters."""
+    rows = _with_redis(pipeline.status)
+    typer.echo(f"{'stream':<20} {'length':>7} {'group':<9} {'consumers':>9} {'pending':>7} "
+               f"{'lag':>6} {'oldest pending':>15}")
+    for r in rows:
+        oldest = f"{r.oldest_pending_s:.0f} s" if r.oldest_pending_s is not None else "-"
+        lag = "-" if r.lag is None else str(r.lag)
+        typer.echo(f"{r.stream:<20} {r.length:>7} {r.group or '-':<9} {r.consumers:>9} "
+                   f"{r.pending:>7} {lag:>6} {oldest:>15}")
+
+
+@dead_app.command("list")
+def dead_list(count: Annotated[int, typer.Option(min=1)] = 50) -> None:
+    """The newest dead letters with their reasons."""
+    for entry_id, failed in _with_redis(lambda c: pipeline.dead_letters(c, count)):
+        typer.echo(f"{entry_id}  {failed.group:<8}  {failed.id or '-'}  {failed.reason}")
+
+
+@dead_app.command("show")
+def dead_show(entry_id: str) -> None:
+    """One dead letter in full, as JSON."""
+    letters = _with_redis(lambda c: pipeline.dead_letters(c, 10_000))
+    for found_id, failed in letters:
+        if found_id == entry_id:
+            typer.echo(failed.model_dump_json(indent=2))
+            return
+    typer.echo(f"error: no dead letter {entry_id}", err=True)
+    raise typer.Exit(1)
+
+
+@dead_app.command("retry")
+def dead_retry(
+    entry_ids: Annotated[list[str] | None, typer.Argument()] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every dead letter.")] = False,
+) -> None:
+    """Put dead letters back where they failed, to be processed again."""
+    if not entry_ids and not all_:
+        typer.echo("error: name dead letter ids, or --all", err=True)
+        raise typer.Exit(2)
+    try:
+        count = _with_redis(lambda c: pipeline.retry_dead(c, None if all_ else entry_ids))
+    except KeyError as exc:
+        typer.echo(f"error: {exc.args[0]}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"retried {count}")
+
+
+@dead_app.command("purge")
+def dead_purge() -> None:
+    """Forget every dead letter."""
+    typer.echo(f"purged {_with_redis(pipeline.purge_dead)}")
+
+
+def main() -> None:
+    app()

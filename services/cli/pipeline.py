@@ -1,0 +1,163 @@
+"""What the CLI does to the pipeline through Redis: publish articles, wait for them, report status,
+inspect and re-drive dead letters."""
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from shared.broker import PlainJsonFormat
+from shared.messages import ArticleFailed, ArticleIndexed, ArticleSubmitted
+from shared.streams import DATA_FIELD, DEAD, INDEXED, STREAMS, SUBMITTED
+
+# redis-py types each reply as the union of every decoding mode; ours are always bytes (entries
+# hold compressed pages), so replies are read into variables typed Any.
+Redis = aioredis.Redis
+
+
+async def last_id(client: Redis, stream: str) -> str:
+    """The id of the newest entry of `stream` ("0-0" when empty): where a reader starts to see
+    only what comes next."""
+    newest: Any = await client.xrevrange(stream, count=1)
+    return newest[0][0].decode() if newest else "0-0"
+
+
+async def publish(client: Redis, articles: list[ArticleSubmitted]) -> list[str]:
+    """Add the articles to `articles:submitted` in one round trip; returns their entry ids."""
+    async with client.pipeline(transaction=False) as pipe:
+        for article in articles:
+            pipe.xadd(SUBMITTED.name, {DATA_FIELD: article.model_dump_json(exclude_none=True)})
+        return [entry_id.decode() for entry_id in await pipe.execute()]
+
+
+def _body(fields: dict[bytes, bytes]) -> bytes:
+    body, _ = PlainJsonFormat.parse(fields[DATA_FIELD.encode()])
+    return body
+
+
+@dataclass
+class Outcome:
+    """How the articles a publisher waited for ended."""
+
+    indexed: set[str] = field(default_factory=set)
+    dead: dict[str, str] = field(default_factory=dict)
+    """Article id → reason."""
+    missing: set[str] = field(default_factory=set)
+    """Neither indexed nor dead when the wait ran out."""
+
+
+async def wait_for(
+    client: Redis, ids: set[str], start: dict[str, str], timeout: float,
+    progress: Any = None,
+) -> Outcome:
+    """Follow `articles:indexed` and `articles:dead` from `start` (stream → id, taken before
+    publishing) until every id has ended in one of them, or `timeout` seconds pass."""
+    outcome = Outcome()
+    cursor = dict(start)
+    deadline = time.monotonic() + timeout
+    while ids - outcome.indexed - outcome.dead.keys():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        block = int(min(left, 1.0) * 1000) or 1
+        replies: Any = await client.xread(cursor, block=block, count=500)  # type: ignore[arg-type]
+        for name, entries in replies or []:
+            stream = name.decode()
+            for entry_id, fields in entries:
+                cursor[stream] = entry_id.decode()
+                if stream == INDEXED.name:
+                    done = ArticleIndexed.model_validate_json(_body(fields))
+                    if done.id in ids and done.id not in outcome.indexed:
+                        outcome.indexed.add(done.id)
+                        if progress:
+                            progress(done.id, None)
+                else:
+                    failed = ArticleFailed.model_validate_json(_body(fields))
+                    if failed.id in ids and failed.id not in outcome.dead:
+                        outcome.dead[failed.id] = f"{failed.reason} (at {failed.group})"
+                        if progress:
+                            progress(failed.id, failed.reason)
+    outcome.missing = ids - outcome.indexed - outcome.dead.keys()
+    return outcome
+
+
+async def wait_start(client: Redis) -> dict[str, str]:
+    return {INDEXED.name: await last_id(client, INDEXED.name),
+            DEAD.name: await last_id(client, DEAD.name)}
+
+
+@dataclass
+class StreamStatus:
+    """One stream at a glance: is work piling up, is anything stuck?"""
+
+    stream: str
+    length: int
+    group: str | None = None
+    consumers: int = 0
+    pending: int = 0
+    lag: int | None = None
+    oldest_pending_s: float | None = None
+
+
+async def status(client: Redis) -> list[StreamStatus]:
+    """Length of every stream; for each stage's group its consumers, pending, lag and the age
+    of its oldest pending entry."""
+    report = []
+    for stream in STREAMS:
+        row = StreamStatus(stream.name, int(await client.xlen(stream.name)))
+        report.append(row)
+        if not stream.group or not await client.exists(stream.name):
+            continue
+        row.group = stream.group
+        groups: Any = await client.xinfo_groups(stream.name)
+        info = next((g for g in groups if _text(g["name"]) == stream.group), None)
+        if info is None:
+            continue
+        row.consumers = int(info["consumers"])
+        row.pending = int(info["pending"])
+        row.lag = None if info.get("lag") is None else int(info["lag"])
+        oldest: Any = await client.xpending_range(stream.name, stream.group, "-", "+", 1)
+        if oldest:
+            row.oldest_pending_s = int(oldest[0]["time_since_delivered"]) / 1000
+    return report
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def dead_letters(client: Redis, count: int = 100) -> list[tuple[str, ArticleFailed]]:
+    """The newest dead letters, newest first: (entry id in `articles:dead`, the failure)."""
+    entries: Any = await client.xrevrange(DEAD.name, count=count)
+    return [(entry_id.decode(), ArticleFailed.model_validate_json(_body(fields)))
+            for entry_id, fields in entries]
+
+
+async def retry_dead(client: Redis, entry_ids: list[str] | None) -> int:
+    """Put dead letters back on the stream they failed on (their original entry, as it was) and
+    remove them from `articles:dead`. All of them when `entry_ids` is None."""
+    chosen: list[tuple[str, dict[bytes, bytes]]] = []
+    if entry_ids is None:
+        everything: Any = await client.xrange(DEAD.name)
+        chosen = [(e.decode(), f) for e, f in everything]
+    else:
+        for entry_id in entry_ids:
+            found: Any = await client.xrange(DEAD.name, entry_id, entry_id)
+            if not found:
+                raise KeyError(f"no dead letter {entry_id}")
+            chosen.append((entry_id, found[0][1]))
+    for entry_id, fields in chosen:
+        failed = ArticleFailed.model_validate_json(_body(fields))
+        async with client.pipeline(transaction=True) as tx:
+            tx.xadd(failed.stream, {k: v.encode() for k, v in failed.original.items()})
+            tx.xdel(DEAD.name, entry_id)
+            await tx.execute()
+    return len(chosen)
+
+
+async def purge_dead(client: Redis) -> int:
+    """Forget every dead letter; returns how many there were."""
+    count = int(await client.xlen(DEAD.name))
+    await client.delete(DEAD.name)
+    return count

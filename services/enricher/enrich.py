@@ -1,0 +1,94 @@
+"""Enrich an article's text: language, entities, countries, keywords and a lead summary."""
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from shared.messages import Entity
+
+from .entities import Extraction, extract_by_gazetteer, extract_english
+from .gazetteer import Gazetteer
+from .keywords import extract_keywords
+from .language import UNDETERMINED, LanguageDetector
+from .model import load_ner
+from .summary import summarize
+
+logger = logging.getLogger(__name__)
+
+# A country is what the article is about when it is named this often (places + demonyms)...
+MIN_COUNTRY_MENTIONS = 2
+# ...or named in the title; a single passing mention ("including the US and Japan") is not.
+KEYWORD_LIMIT = 10
+# spaCy's default max_length is 1,000,000 characters; a longer "article" is a parsing accident,
+# and only its beginning is worth the CPU.
+MAX_NER_CHARS = 100_000
+# Attribution lines ("Sources: Asia-Plus (Dushanbe), Eurasianet (New York)", "Picture: …") name
+# the agencies and photographers behind the story and where they sit, not what it is about.
+_CREDIT_LINE = re.compile(
+    r"^\s*(sources?|quellen?|fuentes?|fonti|picture|photos?|images?|pictures?|foto|fotos|bild"
+    r"|credits?|crédits?|illustration|copyright)\s*:.*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+@dataclass(frozen=True)
+class Enrichment:
+    """What the enricher adds to an article."""
+
+    language: str  # ISO 639-1, or "und" when unsure
+    language_confidence: float  # the detector's score for `language` (for "und": its best guess)
+    entities: list[Entity]
+    countries: list[str]  # ISO 3166 alpha-2, most-mentioned first
+    keywords: list[str]
+    summary: str
+
+
+class Enricher:
+    """Loads the models once (slow); enrich() is then called per article (CPU-bound, sync)."""
+
+    def __init__(self) -> None:
+        started = time.perf_counter()
+        self._language = LanguageDetector()
+        self._gazetteer = Gazetteer()
+        self._nlp: Any = load_ner()
+        logger.info("enricher models loaded in %.1f s", time.perf_counter() - started)
+
+    def enrich(self, title: str, text: str, language_hint: str | None = None) -> Enrichment:
+        """Everything the enricher knows about one article."""
+        language = self._language.detect(title, text, language_hint)
+        # English NER on other languages invents people out of capitalised nouns; when the
+        # language is unknown but the page says English, trust the page.
+        english = language.code == "en" or (
+            language.code == UNDETERMINED and (language_hint or "").lower().startswith("en")
+        )
+        body = _CREDIT_LINE.sub("", text).strip()
+        full_text = f"{title.strip()}\n\n{body}" if title.strip() else body
+        if english:
+            extraction = extract_english(self._nlp(full_text[:MAX_NER_CHARS]), self._gazetteer)
+        else:
+            extraction = extract_by_gazetteer(full_text, self._gazetteer)
+        title_end = len(title.strip())
+        return Enrichment(
+            language=language.code,
+            language_confidence=round(language.confidence, 4),
+            entities=extraction.entities,
+            countries=_countries_about(extraction, title_end),
+            keywords=extract_keywords(title, body, language.code, KEYWORD_LIMIT),
+            summary=summarize(title, text),
+        )
+
+
+def _countries_about(extraction: Extraction, title_end: int) -> list[str]:
+    """Countries named often enough (or in the title), most-mentioned first, then earliest."""
+    mentions = extraction.country_mentions
+    ranked = sorted(mentions, key=lambda c: (-mentions[c][0], mentions[c][1]))
+    about = [
+        c for c in ranked if mentions[c][0] >= MIN_COUNTRY_MENTIONS or mentions[c][1] < title_end
+    ]
+    if not about and ranked:
+        # A short piece may name each country once: keep the ones it names most.
+        top = mentions[ranked[0]][0]
+        about = [c for c in ranked if mentions[c][0] == top]
+    return about

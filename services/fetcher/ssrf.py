@@ -1,0 +1,59 @@
+"""The SSRF guard's address policy (which IP addresses the fetcher may reach) and DNS lookup."""
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Awaitable, Callable
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+"""Resolves (host, port) to IP addresses as strings; injectable so tests fake DNS."""
+
+_UNIQUE_LOCAL = ipaddress.IPv6Network("fc00::/7")
+# NAT64 (RFC 6052): a gateway on the path translates these to the IPv4 address in the low 32 bits.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+async def resolve_host(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to, in the resolver's order, without duplicates."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def parse_ip(text: str) -> IPAddress | None:
+    """`text` as an IP address, or None if it is a host name."""
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def refusal_reason(ip: IPAddress) -> str | None:
+    """Why the fetcher must not connect to `ip` ("loopback"…), or None if it is public."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        # An IPv4 address carried inside IPv6 reaches that IPv4 host, so it is judged as one.
+        # (Python 3.11 calls every ::ffff:0:0/96 address "reserved", even ::ffff:8.8.8.8.)
+        if ip.ipv4_mapped is not None:
+            return refusal_reason(ip.ipv4_mapped)
+        if ip in _NAT64:
+            return refusal_reason(ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF))
+        embedded = ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is not None and (reason := refusal_reason(embedded)):
+            return reason
+        if ip.is_site_local:
+            return "site-local"
+        if ip in _UNIQUE_LOCAL:
+            return "unique-local"
+    checks = (
+        (ip.is_unspecified, "unspecified"),
+        (ip.is_loopback, "loopback"),
+        (ip.is_link_local, "link-local"),
+        (ip.is_multicast, "multicast"),
+        (ip.is_private, "private"),
+        (ip.is_reserved, "reserved"),
+        # Shared address space (100.64.0.0/10, carrier NAT) and the like: neither private nor
+        # public, and not ours to reach.
+        (not ip.is_global, "non-global"),
+    )
+    return next((reason for refused, reason in checks if refused), None)

@@ -1,0 +1,171 @@
+"""Drop what extractors keep inside an article: teaser blocks, prompts, repeated credits."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+
+from lxml.html import HtmlElement
+
+# Headings that open a block of links to *other* pages (teasers, rankings). The mechanism is
+# structural (a short heading and the block it leads); this list only recognises the heading, in
+# the languages news pages are most often written in. Keys are folded (see `_fold`).
+_TEASER_HEADINGS = (
+    # en
+    "related", "related articles", "related stories", "related content", "related news",
+    "related posts", "related topics", "read more", "read also", "also read", "see also",
+    "more on this", "more on this topic", "more on this story", "more from", "more stories",
+    "more news", "editors choice", "editors picks", "editor s choice", "popular", "most popular",
+    "most read", "most viewed", "trending", "recommended", "recommended for you",
+    "you may also like", "you might also like", "top stories", "latest news", "latest",
+    "further reading", "in other news", "what to read next", "read next", "up next",
+    # de
+    "lesen sie auch", "lesen sie mehr", "mehr zum thema", "mehr zu diesem thema", "weitere artikel",
+    "das konnte sie auch interessieren", "das konnte sie interessieren", "meistgelesen",
+    "meistgelesene artikel", "beliebt", "empfehlungen", "unsere empfehlung", "auch interessant",
+    "weitere nachrichten", "top themen", "ebenfalls interessant", "verwandte artikel", "zum thema",
+    "mehr aus dem ressort", "neueste artikel",
+    # fr
+    "lire aussi", "a lire aussi", "a lire egalement", "sur le meme sujet", "les plus lus",
+    "a la une", "voir aussi", "articles lies", "nos articles", "populaire",
+    # es / pt / it / ca
+    "lee tambien", "leer mas", "te puede interesar", "mas leidas", "mas leido", "relacionados",
+    "noticias relacionadas", "leia tambem", "leia mais", "mais lidas", "veja tambem",
+    "leggi anche", "potrebbe interessarti", "piu letti", "articoli correlati", "correlati",
+    # nl / nordic / pl / others
+    "lees ook", "meest gelezen", "gerelateerd", "las ogsa", "les ogsa", "laes ogsa", "mest last",
+    "mest lest", "mest laest", "lue myos", "luetuimmat", "czytaj takze", "czytaj rowniez",
+    "najczesciej czytane", "precti si take", "nejctenejsi", "citajte i", "procitajte i",
+    "citeste si", "olvassa el", "okuyun", "ilginizi cekebilir", "читаите также", "по теме",
+    "популярное",
+)
+# Calls to action that are never article text: newsletter, subscription and cookie prompts.
+_PROMPT_WORDS = (
+    "newsletter", "cookie", "cookies", "subscribe", "abonnieren", "abonnez", "suscribete",
+    "iscriviti", "inscrivez", "sign up", "anmelden", "registrieren", "follow us", "folgen sie uns",
+    "share this", "teilen", "partager", "advertisement", "anzeige", "werbung", "publicite",
+)
+# A copyright notice is page furniture, whatever the language.
+_COPYRIGHT = re.compile(r"^(?:©|\(c\)|copyright\b)", re.IGNORECASE)
+_MAX_LABEL_CHARS = 60
+_MAX_PROMPT_WORDS = 12
+_HEADINGS = ("h2", "h3", "h4", "h5", "h6")
+# Containers a block may never grow into: the page or the article itself.
+_STOP_TAGS = frozenset({"body", "html", "main", "article"})
+
+
+def _fold(text: str) -> str:
+    """Lower case, no accents, punctuation as spaces: "Editor's choice:" → "editor s choice"."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(re.sub(r"[\W_]+", " ", plain).split())
+
+
+_TEASER_KEYS = frozenset(_fold(h) for h in _TEASER_HEADINGS) | frozenset(
+    _fold(h).replace(" s ", "s ") for h in _TEASER_HEADINGS
+)
+_PROMPT_PATTERN = re.compile(
+    r"\b(?:" + "|".join(re.escape(_fold(w)) for w in _PROMPT_WORDS) + r")\b"
+)
+
+
+def is_teaser_heading(text: str) -> bool:
+    """Whether `text` heads links to other articles ("Related", "Popular", "Lesen Sie auch")."""
+    key = _fold(text)
+    if not key or len(key) > _MAX_LABEL_CHARS:
+        return False
+    if key in _TEASER_KEYS:
+        return True
+    # "More from Example", "Mehr zum Thema Ukraine": a known opening plus a few words.
+    words = key.split()
+    return any(" ".join(words[:n]) in _TEASER_KEYS for n in (2, 3, 4) if len(words) - n <= 3
+               and n < len(words))
+
+
+def is_teaser_link(text: str) -> bool:
+    """Whether a line is a "Read also: <other headline>" link to another article."""
+    label, colon, rest = text.partition(":")
+    if not colon or not rest.strip() or len(label) > 30:
+        return False
+    return is_teaser_heading(label) or _fold(label) == "more"
+
+
+def is_prompt(text: str) -> bool:
+    """Whether a short line is a newsletter, subscription, sharing or cookie prompt."""
+    key = _fold(text)
+    return bool(key) and len(key.split()) <= _MAX_PROMPT_WORDS and bool(_PROMPT_PATTERN.search(key))
+
+
+def drop_boilerplate_blocks(tree: HtmlElement) -> None:
+    """Remove, in place, each teaser heading and the block it opens, wherever it sits."""
+    doomed: list[HtmlElement] = []
+    for element in tree.iter(*_HEADINGS, "div", "p", "span", "strong", "b", "header", "section"):
+        if element.tag not in _HEADINGS and (len(element) > 1 or element.tag in _STOP_TAGS):
+            continue
+        text = element.text_content()
+        if len(text) > _MAX_LABEL_CHARS * 2 or not is_teaser_heading(text):
+            continue
+        doomed.extend(_block_of(element))
+    for element in doomed:
+        parent = element.getparent()
+        if parent is not None:
+            # Keep the tail: it is text of the parent that follows the removed element.
+            _drop_keep_tail(element)
+
+
+def _block_of(heading: HtmlElement) -> list[HtmlElement]:
+    """The heading's block: the largest ancestor it opens, or itself and what follows it."""
+    block = heading
+    label = heading.text_content().strip()
+    while True:
+        parent = block.getparent()
+        if parent is None or parent.tag in _STOP_TAGS or parent.find(".//h1") is not None:
+            break
+        if not parent.text_content().strip().startswith(label):
+            break
+        block = parent
+    if block is not heading or heading.tag not in _HEADINGS:
+        return [block]
+    # A bare heading inside the article container: its block runs to the next heading of the same
+    # or a higher level.
+    level = int(heading.tag[1])
+    out = [heading]
+    for sibling in heading.itersiblings():
+        tag = sibling.tag if isinstance(sibling.tag, str) else ""
+        if tag in _HEADINGS and int(tag[1]) <= level and not is_teaser_heading(
+                sibling.text_content()):
+            break
+        out.append(sibling)
+    return out
+
+
+def _drop_keep_tail(element: HtmlElement) -> None:
+    parent = element.getparent()
+    if parent is None:
+        return
+    tail = element.tail
+    previous = element.getprevious()
+    if tail and tail.strip():
+        if previous is not None:
+            previous.tail = (previous.tail or "") + tail
+        else:
+            parent.text = (parent.text or "") + tail
+    parent.remove(element)
+
+
+def clean_paragraphs(lines: Iterable[str]) -> list[str]:
+    """Paragraphs without blanks, repeats (keep the first copy), lone teaser headings, prompts."""
+    seen: set[str] = set()
+    kept: list[str] = []
+    for raw in lines:
+        line = " ".join(raw.split())
+        key = _fold(line)
+        if not key or key in seen:
+            continue
+        seen.add(key)
+        if is_teaser_heading(line) or is_teaser_link(line) or is_prompt(line) or (
+                _COPYRIGHT.match(line) and len(key.split()) <= _MAX_PROMPT_WORDS):
+            continue
+        kept.append(line)
+    return kept

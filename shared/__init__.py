@@ -1,0 +1,1 @@
+"""What every newsflow service must agree on: messages, streams, settings, broker wiring, logs."""

@@ -1,0 +1,185 @@
+"""The delivery rules against a real redis-server: ack, retry, dead letters, reclaim."""
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from shared.broker import Stage, ensure_groups
+from shared.errors import PermanentError, TransientError
+from shared.messages import ArticleFailed, ArticleFetched, ArticleParsed
+from shared.settings import Settings
+from shared.streams import DATA_FIELD, DEAD, FETCHED, PARSED
+
+Redis = aioredis.Redis
+
+
+def fetched(n: int, **extra: Any) -> dict[str, str]:
+    body = {"id": f"a{n}", "url": f"https://example.com/{n}", "html": "<p>x</p>", **extra}
+    return {DATA_FIELD: json.dumps(body)}
+
+
+def parser_stage(settings: Settings, behaviour: Callable[[ArticleFetched], None]) -> Stage:
+    """A stage on the parser's stream whose handler does what the test says."""
+    stage = Stage("parser", settings)
+    seen: Counter[str] = Counter()
+
+    @stage.consume(FETCHED)
+    @stage.publishes(PARSED)
+    async def handle(event: ArticleFetched) -> ArticleParsed:
+        seen[event.id] += 1
+        behaviour(event)
+        return ArticleParsed(id=event.id, url=event.url, title=f"t{event.id}")
+
+    stage.seen = seen  # type: ignore[attr-defined]
+    return stage
+
+
+async def until(check: Callable[[], Any], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def dead(client: "Redis[bytes]") -> list[ArticleFailed]:
+    return [ArticleFailed.model_validate_json(f[DATA_FIELD.encode()])
+            for _, f in await client.xrange(DEAD.name)]
+
+
+async def pending(client: "Redis[bytes]") -> int:
+    return int((await client.xpending(FETCHED.name, "parser"))["pending"])
+
+
+async def test_entries_published_before_any_replica_started_are_delivered(
+    settings: Settings, redis_client: "Redis[bytes]"
+) -> None:
+    await redis_client.xadd(FETCHED.name, fetched(1))
+    stage = parser_stage(settings, lambda e: None)
+    async with stage.app:
+        await until(lambda: redis_client.xlen(PARSED.name))
+        await until(lambda: _zero(redis_client))
+    out = await redis_client.xrange(PARSED.name)
+    assert json.loads(out[0][1][DATA_FIELD.encode()])["title"] == "ta1"
+
+
+async def _zero(client: "Redis[bytes]") -> bool:
+    return await pending(client) == 0
+
+
+async def test_malformed_messages_go_to_dead_letters_and_the_next_one_flows(
+    settings: Settings, redis_client: "Redis[bytes]"
+) -> None:
+    await ensure_groups(redis_client)
+    await redis_client.xadd(FETCHED.name, {DATA_FIELD: "{not json"})
+    await redis_client.xadd(FETCHED.name, {DATA_FIELD: json.dumps({"url": "https://x.org/"})})
+    await redis_client.xadd(FETCHED.name, fetched(2, schema_version=99))
+    await redis_client.xadd(FETCHED.name, {"url": "https://x.org/no-data-field"})
+    await redis_client.xadd(FETCHED.name, fetched(3))
+    stage = parser_stage(settings, lambda e: None)
+    async with stage.app:
+        await until(lambda: redis_client.xlen(PARSED.name))
+        await until(lambda: _count(redis_client, 4))
+        await until(lambda: _zero(redis_client))
+    letters = await dead(redis_client)
+    reasons = [f.reason for f in letters]
+    assert all(f.permanent and f.deliveries == 1 and f.group == "parser" for f in letters)
+    assert any("unsupported schema_version 99" in r for r in reasons), reasons
+    assert any("id: Field required" in r for r in reasons), reasons
+    assert letters[0].original[DATA_FIELD] == "{not json"
+    assert stage.seen == {"a3": 1}  # type: ignore[attr-defined]
+
+
+async def _count(client: "Redis[bytes]", n: int) -> bool:
+    return int(await client.xlen(DEAD.name)) >= n
+
+
+async def test_transient_failure_is_retried_after_the_idle_time(
+    settings: Settings, redis_client: "Redis[bytes]"
+) -> None:
+    failures = {"a1": 1}
+
+    def flaky(event: ArticleFetched) -> None:
+        if failures.get(event.id):
+            failures[event.id] -= 1
+            raise TransientError("upstream hiccup")
+
+    stage = parser_stage(settings, flaky)
+    async with stage.app:
+        await redis_client.xadd(FETCHED.name, fetched(1))
+        await until(lambda: redis_client.xlen(PARSED.name))
+        await until(lambda: _zero(redis_client))
+    assert stage.seen["a1"] == 2  # type: ignore[attr-defined]
+    assert await redis_client.xlen(DEAD.name) == 0
+
+
+async def test_failure_that_never_heals_ends_in_dead_letters_after_the_budget(
+    settings: Settings, redis_client: "Redis[bytes]"
+) -> None:
+    def broken(event: ArticleFetched) -> None:
+        raise TransientError("still down")
+
+    stage = parser_stage(settings, broken)
+    async with stage.app:
+        await redis_client.xadd(FETCHED.name, fetched(1))
+        await until(lambda: _count(redis_client, 1))
+        await until(lambda: _zero(redis_client))
+    [letter] = await dead(redis_client)
+    assert letter.deliveries == settings.max_deliveries
+    assert not letter.permanent
+    assert letter.reason == "TransientError: still down"
+    assert letter.id == "a1"
+    assert stage.seen["a1"] == settings.max_deliveries  # type: ignore[attr-defined]
+
+
+async def test_permanent_error_skips_retries(
+    settings: Settings, redis_client: "Redis[bytes]"
+) -> None:
+    def refuse(event: ArticleFetched) -> None:
+        raise PermanentError("page over the size cap")
+
+    stage = parser_stage(settings, refuse)
+    async with stage.app:
+        await redis_client.xadd(FETCHED.name, fetched(1))
+        await until(lambda: _count(redis_client, 1))
+    [letter] = await dead(redis_client)
+    assert letter.permanent and letter.deliveries == 1
+    assert stage.seen["a1"] == 1  # type: ignore[attr-defined]
+
+
+async def test_entries_held_by_a_dead_replica_are_reclaimed(
+    settings: Settings, redis_client: "Redis[bytes]"
+) -> None:
+    await ensure_groups(redis_client)
+    await redis_client.xadd(FETCHED.name, fetched(1))
+    # A replica that read the entry and died before acknowledging it.
+    await redis_client.xreadgroup("parser", "gone-1", {FETCHED.name: ">"}, count=10)
+    assert await pending(redis_client) == 1
+    stage = parser_stage(settings, lambda e: None)
+    async with stage.app:
+        await until(lambda: redis_client.xlen(PARSED.name))
+        await until(lambda: _zero(redis_client))
+    assert stage.seen["a1"] == 1  # type: ignore[attr-defined]
+
+
+async def test_an_entry_whose_consumers_keep_dying_is_given_up(
+    settings: Settings, redis_client: "Redis[bytes]"
+) -> None:
+    await ensure_groups(redis_client)
+    await redis_client.xadd(FETCHED.name, fetched(1))
+    for n in range(settings.max_deliveries):
+        await asyncio.sleep(settings.claim_idle_ms / 1000 + 0.05)
+        if n == 0:
+            await redis_client.xreadgroup("parser", "gone", {FETCHED.name: ">"}, count=1)
+        else:
+            await redis_client.xautoclaim(FETCHED.name, "parser", "gone", settings.claim_idle_ms)
+    stage = parser_stage(settings, lambda e: None)
+    async with stage.app:
+        await until(lambda: _count(redis_client, 1))
+        await until(lambda: _zero(redis_client))
+    [letter] = await dead(redis_client)
+    assert "gave up after" in letter.reason
+    assert stage.seen["a1"] == 0  # type: ignore[attr-defined]

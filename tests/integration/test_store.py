@@ -1,0 +1,112 @@
+"""The search store on a real PostgreSQL: upserts, ranking, filters, snippets, languages."""
+
+from datetime import UTC, date, datetime
+
+import asyncpg
+
+from shared import store
+from shared.messages import ArticleEnriched, Entity
+
+
+def article(n: int, **fields: object) -> ArticleEnriched:
+    base: dict[str, object] = {
+        "id": f"a{n}",
+        "url": f"https://news{n % 2}.example.com/story/{n}",
+        "title": f"Story {n}",
+        "text": f"Body of story {n}.",
+        "language": "en",
+        "published": datetime(2024, 5, n % 28 + 1, 12, tzinfo=UTC),
+    }
+    return ArticleEnriched.model_validate(base | fields)
+
+
+async def test_upsert_is_idempotent_and_updates_in_place(db: asyncpg.Pool) -> None:
+    first = article(1, title="Tajikistan and Iran")
+    await store.upsert_articles(db, [first, first])
+    await store.upsert_articles(db, [article(1, title="Tajikistan and Iran, updated")])
+    rows = await db.fetch("SELECT id, title FROM articles")
+    assert [(r["id"], r["title"]) for r in rows] == [("a1", "Tajikistan and Iran, updated")]
+
+
+async def test_unchanged_content_is_not_rewritten(db: asyncpg.Pool) -> None:
+    await store.upsert_articles(db, [article(1)])
+    before = await db.fetchval("SELECT indexed_at FROM articles")
+    again = article(1).model_copy(update={"trace": {"indexed": datetime.now(UTC)}})
+    await store.upsert_articles(db, [again])
+    assert await db.fetchval("SELECT indexed_at FROM articles") == before
+
+
+async def test_search_ranks_title_over_body_and_highlights(db: asyncpg.Pool) -> None:
+    await store.upsert_articles(db, [
+        article(1, title="Weather report", text="Rahmon was mentioned once in passing."),
+        article(2, title="Rahmon travels to Tehran", text="The president Rahmon visited Iran."),
+        article(3, title="Unrelated", text="Nothing to see."),
+    ])
+    results = await store.search(db, store.SearchQuery(q="Rahmon"))
+    assert results.total == 2
+    assert [h.id for h in results.hits] == ["a2", "a1"]
+    assert "<mark>Rahmon</mark>" in results.hits[0].snippet
+
+
+async def test_filters_combine(db: asyncpg.Pool) -> None:
+    await store.upsert_articles(db, [
+        article(1, countries=["TJ", "IR"], entities=[Entity(name="Emomali Rahmon", type="person")]),
+        article(2, countries=["IR"], language="de", text="Der Präsident besuchte Teheran."),
+        article(3, countries=["UA"], published=datetime(2023, 1, 1, tzinfo=UTC)),
+    ])
+
+    async def ids(**filters: object) -> list[str]:
+        found = await store.search(db, store.SearchQuery.model_validate(filters))
+        return sorted(h.id for h in found.hits)
+
+    assert await ids(country="ir") == ["a1", "a2"]
+    assert await ids(country="IR", language="de") == ["a2"]
+    assert await ids(entity="emomali rahmon") == ["a1"]
+    assert await ids(source="news1.example.com") == ["a1", "a3"]
+    assert await ids(since=date(2024, 1, 1)) == ["a1", "a2"]
+    assert await ids(until=date(2023, 12, 31)) == ["a3"]
+    assert await ids(country="FR") == []
+
+
+async def test_each_article_is_matched_in_its_own_language(db: asyncpg.Pool) -> None:
+    await store.upsert_articles(db, [
+        article(1, language="de", title="Die Präsidenten", text="Die Präsidenten trafen sich."),
+        article(2, language="fr", title="Les élections", text="Les élections présidentielles."),
+        article(3, language="xx", title="Zzz", text="Plain words here."),
+    ])
+    assert [h.id for h in (await store.search(db, store.SearchQuery(q="Präsident"))).hits] == ["a1"]
+    assert [h.id for h in (await store.search(db, store.SearchQuery(q="élection"))).hits] == ["a2"]
+    assert [h.id for h in (await store.search(db, store.SearchQuery(q="words"))).hits] == ["a3"]
+
+
+async def test_web_search_syntax_and_hostile_input_never_error(db: asyncpg.Pool) -> None:
+    await store.upsert_articles(db, [
+        article(1, text="Iran and Tajikistan signed agreements."),
+        article(2, text="Iran and Russia met."),
+    ])
+    phrase = await store.search(db, store.SearchQuery(q='"Iran and Tajikistan"'))
+    assert [h.id for h in phrase.hits] == ["a1"]
+    excluded = await store.search(db, store.SearchQuery(q="Iran -Russia"))
+    assert [h.id for h in excluded.hits] == ["a1"]
+    for hostile in ("'; DROP TABLE articles; --", "(((", "a & | ! b", "\\", '"unclosed'):
+        await store.search(db, store.SearchQuery(q=hostile, source=hostile, entity=hostile))
+    assert await db.fetchval("SELECT count(*) FROM articles") == 2
+
+
+async def test_pagination_and_totals(db: asyncpg.Pool) -> None:
+    await store.upsert_articles(db, [article(n, text="common word") for n in range(1, 26)])
+    first = await store.search(db, store.SearchQuery(q="common", limit=10))
+    last = await store.search(db, store.SearchQuery(q="common", limit=10, offset=20))
+    beyond = await store.search(db, store.SearchQuery(q="common", limit=10, offset=40))
+    assert (first.total, len(first.hits)) == (25, 10)
+    assert (last.total, len(last.hits)) == (25, 5)
+    assert (beyond.total, beyond.hits) == (25, [])
+    assert not {h.id for h in first.hits} & {h.id for h in last.hits}
+
+
+async def test_get_and_export(db: asyncpg.Pool) -> None:
+    await store.upsert_articles(db, [article(n) for n in range(1, 4)])
+    got = await store.get_article(db, "a2")
+    assert got is not None and got["title"] == "Story 2" and got["entities"] == []
+    assert await store.get_article(db, "missing") is None
+    assert [a["id"] async for a in store.export_articles(db, batch=2)] == ["a1", "a2", "a3"]

@@ -1,0 +1,202 @@
+"""Article extraction: the reference page, its hard variant, and each field rule."""
+
+import dataclasses
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from services.parser.boilerplate import clean_paragraphs, is_teaser_heading
+from services.parser.extract import (
+    Extraction,
+    clean_authors,
+    extract_article,
+    iso_639_1,
+    parse_date,
+    strip_site_suffix,
+)
+from shared.errors import PermanentError
+from shared.messages import ArticleContent, ArticleParsed
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+EXPECTED = json.loads((FIXTURES / "expected.json").read_text(encoding="utf-8"))
+
+BODY = "<p>" + " ".join(["The council met on Tuesday to discuss the new budget."] * 8) + "</p>"
+
+
+def page(head: str = "", body: str = BODY, lang: str = "en") -> str:
+    return (f'<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8">{head}</head>'
+            f"<body><article><h1>Budget talks</h1>{body}</article></body></html>")
+
+
+def check_reference(extraction: Extraction) -> None:
+    assert extraction.title == EXPECTED["title"]
+    assert extraction.site_name == EXPECTED["site_name"]
+    assert extraction.published is not None
+    assert extraction.published.date().isoformat() == EXPECTED["published"]
+    assert extraction.language == EXPECTED["language"]
+    assert extraction.text.startswith(EXPECTED["body_first_sentence"])
+    for unwanted in EXPECTED["body_must_not_contain"]:
+        assert unwanted not in extraction.text, unwanted
+    assert extraction.canonical_url == EXPECTED["url"]
+    # The credits line is kept, once.
+    assert extraction.text.count("Picture: Emomali Rahom") == 1
+    assert extraction.text.count("Sources: CommonSpace.eu") == 1
+    assert "©" not in extraction.text
+    assert 380 < extraction.words < 450
+
+
+@pytest.mark.parametrize("name", ["article.html", "article_hard.html"])
+def test_reference_pages(name: str) -> None:
+    html = (FIXTURES / name).read_text(encoding="utf-8")
+    check_reference(extract_article(html, EXPECTED["url"]))
+
+
+def test_hard_variant_really_hides_the_boilerplate_in_the_article() -> None:
+    """The hard page is only hard if plain trafilatura keeps the boilerplate."""
+    import trafilatura
+
+    html = (FIXTURES / "article_hard.html").read_text(encoding="utf-8")
+    plain = trafilatura.extract(html) or ""
+    assert "International Claims Commission" in plain
+    assert plain.count("Picture: Emomali Rahom") == 2 or "Subscribe" in plain
+
+
+def test_hard_variant_people_from_json_ld_graph() -> None:
+    html = (FIXTURES / "article_hard.html").read_text(encoding="utf-8")
+    assert extract_article(html).authors == ["Jane Doe"]
+
+
+def test_fields_fit_the_message() -> None:
+    html = (FIXTURES / "article.html").read_text(encoding="utf-8")
+    extraction = extract_article(html, EXPECTED["url"])
+    parsed = ArticleParsed(id="x", url=EXPECTED["url"], **dataclasses.asdict(extraction))
+    assert parsed.title == EXPECTED["title"]
+    assert {f.name for f in dataclasses.fields(Extraction)} <= set(ArticleContent.model_fields)
+    assert "\n\n" in extraction.text and "\n\n\n" not in extraction.text
+
+
+@pytest.mark.parametrize(("title", "site", "url", "want"), [
+    ("Budget talks | Example News", "Example News", None, "Budget talks"),
+    ("Budget talks - Example News", "Example News", None, "Budget talks"),
+    ("Budget talks – example.com", None, "https://www.example.com/a", "Budget talks"),
+    ("Example News | Budget talks", "Example News", None, "Budget talks"),
+    ("Budget talks | Politics | Example News", "Example News", None, "Budget talks | Politics"),
+    ("Left - right: a budget talk", "Example News", None, "Left - right: a budget talk"),
+])
+def test_title_suffix(title: str, site: str | None, url: str | None, want: str) -> None:
+    assert strip_site_suffix(title, site, url) == want
+
+
+def test_title_from_page_strips_site() -> None:
+    head = "<title>Budget talks | Daily Planet</title>" \
+           '<meta property="og:site_name" content="Daily Planet">'
+    assert extract_article(page(head)).title == "Budget talks"
+
+
+@pytest.mark.parametrize(("raw", "want"), [
+    (["By Jane Doe"], ["Jane Doe"]),
+    (["Von Hans Müller und Eva Schmidt"], ["Hans Müller", "Eva Schmidt"]),
+    (["Jane Doe (jane.doe@example.com)"], ["Jane Doe"]),
+    (["jane@example.com, John Smith"], ["John Smith"]),
+    (["Daily Planet", "Jane Doe", "dpa", "Reuters"], ["Jane Doe"]),
+    (["Jane Doe; jane doe"], ["Jane Doe"]),
+    (["https://example.com/authors/jane"], []),
+])
+def test_author_cleaning(raw: list[str], want: list[str]) -> None:
+    assert clean_authors(raw, {"dailyplanet"}) == want
+
+
+def test_json_ld_graph_and_organisation_author() -> None:
+    ld = {"@context": "https://schema.org", "@graph": [
+        {"@type": "WebPage", "name": "Page", "inLanguage": "fr-FR"},
+        {"@type": ["NewsArticle"], "headline": "Budget talks", "inLanguage": "de-DE",
+         "datePublished": "2024-03-05T10:00:00+01:00", "dateModified": "2024-03-06T08:00:00Z",
+         "author": [{"@type": "Person", "name": "Jane Doe"},
+                    {"@type": "Organization", "name": "Daily Planet"}],
+         "publisher": {"@type": "Organization", "name": "Daily Planet"},
+         "image": {"@type": "ImageObject", "url": "/img/a.jpg"},
+         "keywords": "budget, council", "isAccessibleForFree": False},
+    ]}
+    head = f'<script type="application/ld+json">{json.dumps(ld)}</script>'
+    e = extract_article(page(head), "https://planet.example/news/1")
+    assert e.title == "Budget talks"
+    assert e.authors == ["Jane Doe"]
+    assert e.published == datetime(2024, 3, 5, 9, 0, tzinfo=UTC)
+    assert e.modified == datetime(2024, 3, 6, 8, 0, tzinfo=UTC)
+    assert e.language == "de"
+    assert e.site_name == "Daily Planet"
+    assert e.image == "https://planet.example/img/a.jpg"
+    assert e.tags == ["budget", "council"]
+    assert e.paywalled is True
+
+
+def test_dates_are_aware_and_never_future() -> None:
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    naive = parse_date("2024-05-03 15:47:42", now)
+    assert naive == datetime(2024, 5, 3, 15, 47, 42, tzinfo=UTC)
+    assert parse_date("2024-05-03T15:47:42.389123456+0200", now) == datetime(
+        2024, 5, 3, 13, 47, 42, 389123, tzinfo=UTC)
+    assert parse_date("Fri, 03 May 2024 15:47:42 GMT", now) == datetime(
+        2024, 5, 3, 15, 47, 42, tzinfo=UTC)
+    assert parse_date("2025-06-01T00:00:00Z", now) is None
+    assert parse_date("not a date", now) is None
+
+
+def test_future_published_falls_back_to_next_source() -> None:
+    future = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    head = (f'<meta property="article:published_time" content="{future}">'
+            '<meta name="date" content="2023-02-01">')
+    e = extract_article(page(head))
+    assert e.published == datetime(2023, 2, 1, tzinfo=UTC)
+    assert e.published.tzinfo is not None
+
+
+@pytest.mark.parametrize(("raw", "want"), [
+    ("en-US", "en"), ("de_DE", "de"), ("fr", "fr"), ("x-default", None), ("", None), (None, None),
+])
+def test_language_codes(raw: str | None, want: str | None) -> None:
+    assert iso_639_1(raw) == want
+
+
+def test_language_from_og_locale_when_html_has_none() -> None:
+    html = page('<meta property="og:locale" content="pt_BR">', lang="")
+    assert extract_article(html).language == "pt"
+
+
+@pytest.mark.parametrize("html", [
+    "",
+    "   ",
+    "<html><head><title>Nothing</title></head><body></body></html>",
+    "<html><body><nav><a href='/'>Home</a></nav></body></html>",
+])
+def test_no_article_text_is_permanent(html: str) -> None:
+    with pytest.raises(PermanentError, match=r"\S"):
+        extract_article(html)
+
+
+def test_odd_charset_and_markup() -> None:
+    # An XML declaration with an encoding (lxml refuses it on str input), a legacy charset
+    # declaration, unclosed paragraphs, entities and a stray NUL character.
+    html = ('<?xml version="1.0" encoding="ISO-8859-1"?>\n'
+            '<html><head><meta http-equiv="Content-Type" content="text/html; charset=windows-1252">'
+            "<title>Caf&eacute; prices rise</title></head><body><div>"
+            "<p>Caf\u00e9 owners in Z\u00fcrich said prices rose by 5 % this year &amp; more."
+            " They blamed energy costs and rent, which doubled since last spring.\x00"
+            "<p>Customers were unhappy but kept coming, according to the survey of 200 people,"
+            " which the association published on Monday in its annual report."
+            "</div></body></html>")
+    e = extract_article(html)
+    assert e.title == "Café prices rise"
+    assert "Café owners in Zürich" in e.text
+    assert "& more" in e.text
+    assert e.text.count("\n\n") == 1
+
+
+def test_clean_paragraphs() -> None:
+    lines = ["Real text here.", "Popular", "Lesen Sie auch", "Sign up for our newsletter",
+             "Real text here.", "© 2024 Example", "Second paragraph."]
+    assert clean_paragraphs(lines) == ["Real text here.", "Second paragraph."]
+    assert is_teaser_heading("Mehr zum Thema Ukraine")
+    assert not is_teaser_heading("Popular uprising spreads to the capital")

@@ -1,0 +1,80 @@
+"""The message contracts: ids, compression on the wire, versions, bad input."""
+
+import base64
+import json
+import zlib
+
+import pytest
+from pydantic import ValidationError
+
+from shared.messages import (
+    MAX_HTML_BYTES,
+    ArticleFetched,
+    ArticleSubmitted,
+    article_id,
+    canonical_url,
+)
+
+
+def test_canonical_url_drops_what_does_not_identify_the_page() -> None:
+    assert canonical_url("HTTPS://Example.COM:443/a/b?utm_source=x&id=3&fbclid=y#top") == (
+        "https://example.com/a/b?id=3"
+    )
+    assert canonical_url("http://example.com:8080") == "http://example.com:8080/"
+
+
+def test_article_id_is_stable_across_spellings_of_one_url() -> None:
+    assert article_id("https://example.com/a?utm_medium=rss") == article_id(
+        "https://EXAMPLE.com/a#comments"
+    )
+    assert article_id("https://example.com/a") != article_id("https://example.com/b")
+    assert article_id(html="<p>x</p>") == article_id(html="<p>x</p>")
+    with pytest.raises(ValueError, match="url or html"):
+        article_id()
+
+
+def test_submitted_gets_an_id_from_its_url_or_its_html() -> None:
+    by_url = ArticleSubmitted.model_validate({"url": "https://example.com/a"})
+    assert by_url.id == article_id("https://example.com/a")
+    by_html = ArticleSubmitted.model_validate({"html": "<html>x</html>"})
+    assert by_html.id == article_id(html="<html>x</html>")
+    with pytest.raises(ValidationError, match="url or html"):
+        ArticleSubmitted.model_validate({})
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com/a", "javascript:alert(1)", "example.com"])
+def test_submitted_refuses_non_http_urls(url: str) -> None:
+    with pytest.raises(ValidationError, match="not an http"):
+        ArticleSubmitted(url=url)
+
+
+def test_html_is_compressed_on_the_wire_and_plain_in_python() -> None:
+    page = "<p>Dushanbe and Tehran</p>" * 2000
+    event = ArticleFetched(id="a", html=page)
+    wire = json.loads(event.model_dump_json())
+    assert wire["html"].startswith("zlib:")
+    assert len(wire["html"]) < len(page) / 10
+    assert ArticleFetched.model_validate_json(event.model_dump_json()).html == page
+
+
+def test_a_zlib_bomb_is_refused_without_inflating_it() -> None:
+    bomb = zlib.compress(b"a" * (MAX_HTML_BYTES + 10), 9)
+    with pytest.raises(ValidationError, match="byte cap"):
+        ArticleFetched(id="a", html="zlib:" + base64.b64encode(bomb).decode())
+
+
+def test_newer_schema_versions_are_refused_with_a_reason() -> None:
+    with pytest.raises(ValidationError, match="unsupported schema_version 2"):
+        ArticleSubmitted.model_validate({"schema_version": 2, "url": "https://example.com/"})
+
+
+def test_unknown_fields_from_newer_writers_are_ignored() -> None:
+    event = ArticleSubmitted.model_validate({"url": "https://example.com/", "colour": "red"})
+    assert not hasattr(event, "colour")
+
+
+def test_traced_stamps_a_stage_without_changing_the_event() -> None:
+    event = ArticleSubmitted(url="https://example.com/")
+    trace = event.traced("fetched")
+    assert set(trace) == {"fetched"} and event.trace == {}
+    assert trace["fetched"].tzinfo is not None
