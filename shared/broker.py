@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from redis.exceptions import ResponseError
 
 from shared.errors import NewsflowError, PermanentError
-from shared.messages import ArticleFailed
+from shared.messages import ArticleFailed, article_id
 from shared.settings import Settings
 from shared.streams import DATA_FIELD, DEAD, STAGES, Stream
 
@@ -91,7 +91,11 @@ def peek(fields: dict[bytes, bytes]) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         return {}
-    return {k: data[k] for k in ("id", "url") if isinstance(data.get(k), str)}
+    known = {k: data[k] for k in ("id", "url") if isinstance(data.get(k), str) and data[k]}
+    if "id" not in known and "url" in known:
+        # What ArticleSubmitted would derive, so a publisher waiting on the id sees the failure.
+        known["id"] = article_id(known["url"])
+    return known
 
 
 def describe(exc: BaseException) -> str:
@@ -270,14 +274,17 @@ class Stage:
 
     def consume(self, stream: Stream, *, max_workers: int = 1) -> Callable[[F], F]:
         """Subscribe a handler to `stream` twice: new entries (reader) and entries left pending
-        longer than `claim_idle_ms` by a failure or a dead replica (reclaimer)."""
+        longer than `claim_idle_ms` by a failure or a dead replica (reclaimer). `max_workers`
+        entries are handled at once (and no more are read ahead)."""
         if stream.group is None:
             raise ValueError(f"{stream.name} is read by no group")
         settings = self.settings
         common: dict[str, Any] = {
             "group": stream.group,
             "consumer": self.consumer,
-            "max_records": settings.batch_size,
+            # Read only what this replica works on at once: a larger COUNT lets one replica
+            # hoard a backlog that idle replicas could take, and strands more on a crash.
+            "max_records": max_workers,
             "polling_interval": settings.poll_ms,
         }
         reader = StreamSub(stream.name, **common)

