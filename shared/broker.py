@@ -8,8 +8,11 @@ so this module does what it leaves out:
 - each stage has a reader (XREADGROUP, bounded COUNT) and a reclaimer (XAUTOCLAIM after an idle
   time) on the same handler: an entry a replica failed on, or held when it died, comes back;
 - `DeliveryPolicy` owns acknowledgement: success is XACKed; a permanent failure, or a transient
-  one that used up `max_deliveries`, goes to `articles:dead` with its reason and is XACKed in the
-  same MULTI; a transient failure below the budget stays pending and is retried after the idle time.
+  one that used up `max_deliveries` attempts, goes to `articles:dead` with its reason and is
+  XACKed in the same MULTI; a transient failure below the budget stays pending and is retried
+  with exponential backoff (the reclaimer skips it until its time has come);
+- on shutdown a replica releases what it still holds, so others take it over at once;
+- a janitor (shared/janitor.py) forgets gone consumers and trims what every group has finished.
 """
 
 import asyncio
@@ -17,7 +20,9 @@ import contextlib
 import json
 import logging
 import os
+import random
 import socket
+import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
@@ -33,6 +38,7 @@ from pydantic import ValidationError
 from redis.exceptions import ResponseError
 
 from shared.errors import NewsflowError, PermanentError
+from shared.janitor import run_janitor
 from shared.messages import ArticleFailed, article_id
 from shared.settings import Settings
 from shared.streams import DATA_FIELD, DEAD, STAGES, Stream
@@ -43,6 +49,9 @@ broker_logger = logging.getLogger("newsflow.broker")
 broker_logger.setLevel(logging.WARNING)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Per stream, a hash: entry id → "<failed attempts>:<unix time the next attempt may start>".
+RETRIES_KEY = "newsflow:retries:"
 
 
 def consumer_name() -> str:
@@ -129,6 +138,35 @@ class DeliveryPolicy:
         pending: Any = await self.client.xpending_range(stream, group, entry_id, entry_id, 1)
         return int(pending[0]["times_delivered"]) if pending else 1
 
+    def backoff_s(self, attempts: int) -> float:
+        """How long after its `attempts`-th failure an entry is tried again: the claim idle
+        time, doubled at each failure, with jitter so that a burst of failures spreads out."""
+        base = self.settings.claim_idle_ms / 1000 * 2.0 ** (attempts - 1)
+        return base * random.uniform(0.8, 1.2)  # noqa: S311 -- jitter, not security
+
+    async def retry_record(self, stream: str, entry_id: bytes) -> tuple[int, float] | None:
+        """(failed attempts, when the next may start) for an entry that failed before."""
+        raw: Any = await self.client.hget(RETRIES_KEY + stream, entry_id)
+        if raw is None:
+            return None
+        attempts, _, not_before = raw.decode().partition(":")
+        return int(attempts), float(not_before)
+
+    async def record_failure(
+        self, stream: str, entry_id: bytes, attempts: int, delay_s: float
+    ) -> None:
+        record = f"{attempts}:{time.time() + delay_s}"
+        await self.client.hset(RETRIES_KEY + stream, entry_id, record)
+
+    async def ack(self, stream: str, group: str, entry_id: bytes, *, had_record: bool) -> None:
+        if not had_record:
+            await self.client.xack(stream, group, entry_id)
+            return
+        async with self.client.pipeline(transaction=True) as tx:
+            tx.xack(stream, group, entry_id)
+            tx.hdel(RETRIES_KEY + stream, entry_id)
+            await tx.execute()
+
     async def dead_letter(
         self, stream: str, group: str, entry_id: bytes, fields: dict[bytes, bytes],
         exc: BaseException, *, permanent: bool, deliveries: int,
@@ -152,12 +190,37 @@ class DeliveryPolicy:
         async with self.client.pipeline(transaction=True) as tx:
             tx.xadd(DEAD.name, {DATA_FIELD: failed.model_dump_json()})
             tx.xack(stream, group, entry_id)
+            tx.hdel(RETRIES_KEY + stream, entry_id)
             await tx.execute()
         return failed
+
+    async def release(self, streams: Sequence[Stream]) -> int:
+        """Hand back what this replica still holds (on shutdown): its pending entries are marked
+        idle long enough that the other replicas' reclaimers take them at once."""
+        released = 0
+        for stream in streams:
+            if stream.group is None:
+                continue
+            held: Any = await self.client.xpending_range(
+                stream.name, stream.group, "-", "+", 10_000, consumername=self.consumer
+            )
+            ids = [entry["message_id"] for entry in held]
+            if ids:
+                # JUSTID leaves the delivery count as it is.
+                await self.client.xclaim(
+                    stream.name, stream.group, self.consumer, 0, ids,
+                    idle=self.settings.claim_idle_ms, justid=True,
+                )
+                released += len(ids)
+        return released
 
 
 class GaveUp(PermanentError):
     """An entry came back more often than the delivery budget allows (its consumers kept dying)."""
+
+
+class _NotDue(Exception):
+    """A reclaimed entry whose backoff has not run out yet: it stays pending, untouched."""
 
 
 class _Delivery(BaseMiddleware):
@@ -166,6 +229,9 @@ class _Delivery(BaseMiddleware):
     def __init__(self, msg: Any, /, *, context: ContextRepo, policy: DeliveryPolicy) -> None:
         super().__init__(msg, context=context)
         self.policy = policy
+        self.failures = 0
+        """Attempts that failed before this one (from the retry record)."""
+        self.had_record = False
 
     def _entry(self) -> tuple[str, str, bytes, dict[bytes, bytes]] | None:
         raw = self.msg
@@ -180,17 +246,28 @@ class _Delivery(BaseMiddleware):
     async def consume_scope(self, call_next: Callable[[Any], Any], msg: Any) -> Any:
         entry = self._entry()
         subscriber = self.context.get("handler_")
-        # Only the reclaimer sees entries delivered before: one that outlived the delivery budget
-        # without ever failing cleanly killed or stalled its consumers, so stop trying it.
+        # Only the reclaimer sees entries delivered before.
         if entry and getattr(subscriber, "min_idle_time", None) is not None:
-            stream, group, entry_id, _ = entry
-            tries = await self.policy.deliveries(stream, group, entry_id)
-            if tries > self.policy.settings.max_deliveries:
+            await self._check_reclaimed(*entry[:3])
+        return await call_next(msg)
+
+    async def _check_reclaimed(self, stream: str, group: str, entry_id: bytes) -> None:
+        policy = self.policy
+        record = await policy.retry_record(stream, entry_id)
+        if record is None:
+            # Never failed cleanly, yet delivered again and again: its consumers died or
+            # stalled on it (a poison message). Stop before it takes more replicas down.
+            tries = await policy.deliveries(stream, group, entry_id)
+            if tries > policy.settings.max_deliveries:
                 raise GaveUp(
                     f"gave up after {tries - 1} deliveries that never finished "
                     "(the consumer died or stalled)"
                 )
-        return await call_next(msg)
+            return
+        self.had_record = True
+        self.failures, not_before = record
+        if time.time() < not_before:
+            raise _NotDue
 
     async def after_processed(
         self,
@@ -203,10 +280,12 @@ class _Delivery(BaseMiddleware):
             return False
         stream, group, entry_id, fields = entry
         if exc_val is None:
-            await self.policy.client.xack(stream, group, entry_id)
+            await self.policy.ack(stream, group, entry_id, had_record=self.had_record)
             return False
+        if isinstance(exc_val, _NotDue):
+            return True
         if not isinstance(exc_val, Exception):
-            # Cancellation on shutdown: leave it pending; another replica reclaims it.
+            # Cancellation on shutdown: leave it pending; it is released to the other replicas.
             return False
         return await self._failed(stream, group, entry_id, fields, exc_val)
 
@@ -217,27 +296,29 @@ class _Delivery(BaseMiddleware):
         known = peek(fields)
         key = known.get("id") or known.get("url") or entry_id.decode()
         permanent = isinstance(exc, PermanentError | ValidationError)
+        attempts = self.failures + 1
         # A bug shows its traceback once; expected failures are one line.
         exc_info = None if isinstance(exc, NewsflowError | ValidationError) else exc
+        extra = {"article_id": known.get("id"), "entry_id": entry_id.decode(),
+                 "stage": policy.service}
         try:
-            tries = await policy.deliveries(stream, group, entry_id)
-            if permanent or tries >= policy.settings.max_deliveries:
+            if permanent or attempts >= policy.settings.max_deliveries:
                 failed = await policy.dead_letter(
-                    stream, group, entry_id, fields, exc, permanent=permanent, deliveries=tries
+                    stream, group, entry_id, fields, exc, permanent=permanent, deliveries=attempts
                 )
                 logger.error(
-                    "dead %s at %s: %s (%d %s)", key, policy.service, failed.reason, tries,
-                    "delivery" if tries == 1 else "deliveries", exc_info=exc_info,
-                    extra={"article_id": known.get("id"), "entry_id": entry_id.decode(),
-                           "stage": policy.service, "outcome": "dead"},
+                    "dead %s at %s: %s (%d %s)", key, policy.service, failed.reason, attempts,
+                    "attempt" if attempts == 1 else "attempts", exc_info=exc_info,
+                    extra=extra | {"outcome": "dead"},
                 )
             else:
+                delay = policy.backoff_s(attempts)
+                await policy.record_failure(stream, entry_id, attempts, delay)
                 logger.warning(
-                    "retry %s at %s: %s (delivery %d of %d, again in %.0f s)", key,
-                    policy.service, describe(exc), tries, policy.settings.max_deliveries,
-                    policy.settings.claim_idle_ms / 1000, exc_info=exc_info,
-                    extra={"article_id": known.get("id"), "entry_id": entry_id.decode(),
-                           "stage": policy.service, "outcome": "retry"},
+                    "retry %s at %s: %s (attempt %d of %d, again in ~%.0f s)", key,
+                    policy.service, describe(exc), attempts, policy.settings.max_deliveries,
+                    max(delay, policy.settings.claim_idle_ms / 1000), exc_info=exc_info,
+                    extra=extra | {"outcome": "retry"},
                 )
         except Exception:
             # Redis itself is gone: the entry stays pending and is reclaimed once it is back.
@@ -253,9 +334,11 @@ class Stage:
         self.settings = settings
         self.consumer = consumer_name()
         self.redis: aioredis.Redis = aioredis.from_url(settings.redis_url)
+        self.policy = DeliveryPolicy(self.redis, settings, service, self.consumer)
+        self.streams: list[Stream] = []
         self.broker = RedisBroker(
             settings.redis_url,
-            middlewares=[DeliveryPolicy(self.redis, settings, service, self.consumer)],
+            middlewares=[self.policy],
             message_format=PlainJsonFormat,
             graceful_timeout=settings.graceful_timeout_s,
             logger=broker_logger,
@@ -264,12 +347,28 @@ class Stage:
         )
         self.app = FastStream(self.broker, logger=logging.getLogger("newsflow.app"))
         self.app.on_startup(self._create_groups)
+        self.app.after_startup(self._start_janitor)
         self.app.after_shutdown(self._close)
+        self._janitor: asyncio.Task[None] | None = None
 
     async def _create_groups(self) -> None:
         await ensure_groups(self.redis)
 
+    async def _start_janitor(self) -> None:
+        self._janitor = asyncio.create_task(run_janitor(self.redis, self.settings, self.consumer))
+
     async def _close(self) -> None:
+        if self._janitor:
+            self._janitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._janitor
+        try:
+            released = await self.policy.release(self.streams)
+            if released:
+                logger.info("released %d unfinished entries to the other replicas", released)
+        except Exception:
+            # Redis is gone: what we held is reclaimed after the idle time instead.
+            logger.warning("could not release unfinished entries", exc_info=True)
         await self.redis.aclose()
 
     def consume(self, stream: Stream, *, max_workers: int = 1) -> Callable[[F], F]:
@@ -278,6 +377,7 @@ class Stage:
         entries are handled at once (and no more are read ahead)."""
         if stream.group is None:
             raise ValueError(f"{stream.name} is read by no group")
+        self.streams.append(stream)
         settings = self.settings
         common: dict[str, Any] = {
             "group": stream.group,
@@ -305,6 +405,3 @@ class Stage:
         """The handler's return value goes to `stream`."""
         return self.broker.publisher(stream=stream.name)  # type: ignore[return-value]  # FastStream's wrapper
 
-    async def run(self) -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.app.run()

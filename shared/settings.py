@@ -24,10 +24,16 @@ class Settings(BaseSettings):
 
     # Delivery (see README, "Delivery").
     max_deliveries: int = 5
-    """Deliveries of one entry before it goes to the dead letters."""
+    """Attempts at one entry before it goes to the dead letters."""
     claim_idle_ms: int = 60_000
-    """How long an entry stays pending before another replica reclaims it (retry delay); it
-    must exceed the slowest handler plus the shutdown grace time."""
+    """How long an entry stays pending before another replica reclaims it; the first retry
+    delay (doubling after each failure). It must exceed the slowest handler."""
+    consumer_gone_ms: int = 600_000
+    """A consumer silent this long, holding nothing, belonged to a replica that is gone."""
+    janitor_interval_s: int = 60
+    """How often one replica trims the streams and forgets gone consumers."""
+    indexed_keep: int = 100_000
+    """Entries of articles:indexed kept for publishers that wait (nobody acknowledges it)."""
     poll_ms: int = 1_000
     """How long a read blocks waiting for new entries."""
     graceful_timeout_s: float = 20.0

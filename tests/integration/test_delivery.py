@@ -184,3 +184,52 @@ async def test_an_entry_whose_consumers_keep_dying_is_given_up(
     [letter] = await dead(redis_client)
     assert "gave up after" in letter.reason
     assert stage.seen["a1"] == 0  # type: ignore[attr-defined]
+
+
+async def test_retries_back_off_exponentially(
+    settings: Settings, redis_client: "Redis[bytes]"
+) -> None:
+    settings = settings.model_copy(update={"max_deliveries": 4, "claim_idle_ms": 300})
+    attempts: list[float] = []
+
+    def broken(event: ArticleFetched) -> None:
+        attempts.append(asyncio.get_running_loop().time())
+        raise TransientError("still down")
+
+    stage = parser_stage(settings, broken)
+    async with stage.app:
+        await redis_client.xadd(FETCHED.name, fetched(1))
+        await until(lambda: _count(redis_client, 1), timeout=20)
+    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+    assert len(attempts) == 4, gaps
+    # Base 0.3 s doubled each time (±20 % jitter, plus up to one claim interval of lag).
+    assert 0.2 < gaps[0] < 0.9 and 0.45 < gaps[1] < 1.6 and 1.0 < gaps[2] < 2.8, gaps
+    assert gaps[0] < gaps[1] < gaps[2], gaps
+    assert await redis_client.hlen("newsflow:retries:" + FETCHED.name) == 0
+
+
+async def test_a_stopping_replica_releases_what_it_holds(
+    settings: Settings, redis_client: "Redis[bytes]"
+) -> None:
+    # A long idle time: without the release, the entry would wait 30 s for a reclaimer.
+    settings = settings.model_copy(update={"claim_idle_ms": 30_000, "graceful_timeout_s": 0.5})
+    started = asyncio.Event()
+
+    slow = Stage("parser", settings)
+
+    @slow.consume(FETCHED)
+    @slow.publishes(PARSED)
+    async def hang(event: ArticleFetched) -> ArticleParsed:
+        started.set()
+        await asyncio.sleep(60)
+        return ArticleParsed(id=event.id)
+
+    async with slow.app:
+        await redis_client.xadd(FETCHED.name, fetched(1))
+        await asyncio.wait_for(started.wait(), 10)
+    assert await pending(redis_client) == 1
+    other = parser_stage(settings, lambda e: None)
+    async with other.app:
+        await until(lambda: redis_client.xlen(PARSED.name), timeout=5)
+        await until(lambda: _zero(redis_client))
+    assert other.seen == {"a1": 1}  # type: ignore[attr-defined]

@@ -1,0 +1,53 @@
+"""The janitor against a real redis-server: trims only what every group finished, forgets only
+consumers that are gone and hold nothing."""
+
+import asyncio
+
+import redis.asyncio as aioredis
+
+from shared.broker import ensure_groups
+from shared.janitor import remove_gone_consumers, safe_trim_point, sweep, trim_acknowledged
+from shared.settings import Settings
+from shared.streams import FETCHED, INDEXED
+
+Redis = aioredis.Redis
+
+
+async def test_trims_only_what_every_group_has_acknowledged(redis_client: Redis) -> None:
+    await ensure_groups(redis_client)
+    ids = [await redis_client.xadd(FETCHED.name, {"n": str(n)}) for n in range(10)]
+    assert await trim_acknowledged(redis_client, FETCHED.name) == 0  # nothing read yet
+    read = await redis_client.xreadgroup("parser", "c1", {FETCHED.name: ">"}, count=6)
+    got = [entry_id for entry_id, _ in read[0][1]]
+    await redis_client.xack(FETCHED.name, "parser", *got[:2], *got[3:])  # got[2] still pending
+    assert await safe_trim_point(redis_client, FETCHED.name) == got[2].decode()
+    assert await trim_acknowledged(redis_client, FETCHED.name) == 2
+    left = [entry_id for entry_id, _ in await redis_client.xrange(FETCHED.name)]
+    assert left == ids[2:]  # the pending entry and everything unread are kept
+    # A second group that has read nothing holds everything back.
+    await redis_client.xgroup_create(FETCHED.name, "audit", id="0")
+    await redis_client.xack(FETCHED.name, "parser", got[2])
+    assert await trim_acknowledged(redis_client, FETCHED.name) == 0
+
+
+async def test_forgets_silent_consumers_with_nothing_pending_only(redis_client: Redis) -> None:
+    await ensure_groups(redis_client)
+    await redis_client.xadd(FETCHED.name, {"n": "1"})
+    await redis_client.xreadgroup("parser", "holder", {FETCHED.name: ">"}, count=1)
+    await redis_client.xreadgroup("parser", "idle", {FETCHED.name: ">"}, count=1)
+    await asyncio.sleep(0.3)
+    await redis_client.xreadgroup("parser", "alive", {FETCHED.name: ">"}, count=1)
+    removed = await remove_gone_consumers(redis_client, FETCHED, idle_ms=200)
+    assert removed == ["idle"]
+    names = {c["name"] for c in await redis_client.xinfo_consumers(FETCHED.name, "parser")}
+    assert names == {b"holder", b"alive"}
+
+
+async def test_sweep_bounds_the_done_stream(redis_client: Redis, settings: Settings) -> None:
+    await ensure_groups(redis_client)
+    for n in range(500):
+        await redis_client.xadd(INDEXED.name, {"n": str(n)})
+    settings = settings.model_copy(update={"indexed_keep": 100})
+    await sweep(redis_client, settings)
+    # Approximate trimming keeps at least the newest 100, and far fewer than 500.
+    assert 100 <= await redis_client.xlen(INDEXED.name) < 500
