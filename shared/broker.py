@@ -25,20 +25,25 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
-from faststream import AckPolicy, FastStream
+from faststream import AckPolicy
 from faststream._internal.context.repository import ContextRepo
+from faststream.asgi import AsgiFastStream, make_ping_asgi
 from faststream.middlewares import BaseMiddleware
 from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.parser.binary import BinaryMessageFormatV1
 from faststream.redis.parser.message import MessageFormat
-from pydantic import ValidationError
+from faststream.redis.prometheus import RedisPrometheusMiddleware
+from prometheus_client import make_asgi_app
+from pydantic import BaseModel, ValidationError
 from redis.exceptions import ResponseError
 
+from shared import metrics
 from shared.errors import NewsflowError, PermanentError
 from shared.janitor import run_janitor
+from shared.logging import entry_context
 from shared.messages import ArticleFailed, article_id
 from shared.settings import Settings
 from shared.streams import DATA_FIELD, DEAD, STAGES, Stream
@@ -245,11 +250,37 @@ class _Delivery(BaseMiddleware):
 
     async def consume_scope(self, call_next: Callable[[Any], Any], msg: Any) -> Any:
         entry = self._entry()
+        if entry is None:
+            if isinstance(self.msg, dict) and self.msg.get("type") == "bstream":
+                return await self._consume_batch(call_next, msg)
+            return await call_next(msg)
         subscriber = self.context.get("handler_")
         # Only the reclaimer sees entries delivered before.
-        if entry and getattr(subscriber, "min_idle_time", None) is not None:
+        if getattr(subscriber, "min_idle_time", None) is not None:
             await self._check_reclaimed(*entry[:3])
-        return await call_next(msg)
+        # What every log line about this entry carries (JSON logs show it).
+        token = entry_context.set({
+            "stage": self.policy.service, "entry_id": entry[2].decode(),
+            "article_id": peek(entry[3]).get("id"), "started": time.perf_counter(),
+        })
+        try:
+            with metrics.PROCESSING.labels(self.policy.service).time():
+                return await call_next(msg)
+        finally:
+            entry_context.reset(token)
+
+    async def _consume_batch(self, call_next: Callable[[Any], Any], msg: Any) -> Any:
+        raw: dict[str, Any] = self.msg or {}
+        # Log lines name their article; this maps it to its entry.
+        entries = {peek(fields).get("id"): entry_id.decode()
+                   for entry_id, fields in zip(raw["message_ids"], raw["data"], strict=False)}
+        token = entry_context.set({"stage": self.policy.service, "entries": entries,
+                                   "started": time.perf_counter()})
+        try:
+            with metrics.PROCESSING.labels(self.policy.service).time():
+                return await call_next(msg)
+        finally:
+            entry_context.reset(token)
 
     async def _check_reclaimed(self, stream: str, group: str, entry_id: bytes) -> None:
         policy = self.policy
@@ -275,12 +306,15 @@ class _Delivery(BaseMiddleware):
         exc_val: BaseException | None = None,
         exc_tb: TracebackType | None = None,
     ) -> bool:
+        if isinstance(self.msg, dict) and self.msg.get("type") == "bstream":
+            return await self._batch_done(exc_val)
         entry = self._entry()
         if entry is None:
             return False
         stream, group, entry_id, fields = entry
         if exc_val is None:
             await self.policy.ack(stream, group, entry_id, had_record=self.had_record)
+            metrics.ENTRIES.labels(self.policy.service, "processed").inc()
             return False
         if isinstance(exc_val, _NotDue):
             return True
@@ -288,6 +322,29 @@ class _Delivery(BaseMiddleware):
             # Cancellation on shutdown: leave it pending; it is released to the other replicas.
             return False
         return await self._failed(stream, group, entry_id, fields, exc_val)
+
+    async def _batch_done(self, exc: BaseException | None) -> bool:
+        """A batch is acknowledged whole. If it failed, every entry stays pending and the
+        single-entry reclaimer retries them one by one, so the policy applies to each (one bad
+        entry cannot sink the others)."""
+        policy = self.policy
+        raw: dict[str, Any] = self.msg or {}
+        stream = raw["channel"]
+        group = policy.groups.get(stream)
+        ids = raw["message_ids"]
+        if group is None or not ids:
+            return False
+        if exc is None:
+            await policy.client.xack(stream, group, *ids)
+            metrics.ENTRIES.labels(policy.service, "processed").inc(len(ids))
+            return False
+        if isinstance(exc, Exception):
+            logger.warning("batch of %d at %s failed: %s; retrying its entries one by one",
+                           len(ids), policy.service, describe(exc),
+                           exc_info=None if isinstance(exc, NewsflowError | ValidationError)
+                           else exc)
+            return True
+        return False
 
     async def _failed(
         self, stream: str, group: str, entry_id: bytes, fields: dict[bytes, bytes], exc: Exception
@@ -306,6 +363,7 @@ class _Delivery(BaseMiddleware):
                 failed = await policy.dead_letter(
                     stream, group, entry_id, fields, exc, permanent=permanent, deliveries=attempts
                 )
+                metrics.ENTRIES.labels(policy.service, "dead").inc()
                 logger.error(
                     "dead %s at %s: %s (%d %s)", key, policy.service, failed.reason, attempts,
                     "attempt" if attempts == 1 else "attempts", exc_info=exc_info,
@@ -314,6 +372,7 @@ class _Delivery(BaseMiddleware):
             else:
                 delay = policy.backoff_s(attempts)
                 await policy.record_failure(stream, entry_id, attempts, delay)
+                metrics.ENTRIES.labels(policy.service, "retried").inc()
                 logger.warning(
                     "retry %s at %s: %s (attempt %d of %d, again in ~%.0f s)", key,
                     policy.service, describe(exc), attempts, policy.settings.max_deliveries,
@@ -338,30 +397,47 @@ class Stage:
         self.streams: list[Stream] = []
         self.broker = RedisBroker(
             settings.redis_url,
-            middlewares=[self.policy],
+            middlewares=[RedisPrometheusMiddleware(registry=metrics.REGISTRY), self.policy],
             message_format=PlainJsonFormat,
             graceful_timeout=settings.graceful_timeout_s,
             logger=broker_logger,
             # FastStream's own per-message lines; ours say more, once.
             log_level=logging.DEBUG,
         )
-        self.app = FastStream(self.broker, logger=logging.getLogger("newsflow.app"))
+        # Served over HTTP by `newsflow run`: /health (Redis answers) and /metrics (Prometheus).
+        self.app = AsgiFastStream(
+            self.broker,
+            asgi_routes=[
+                ("/health", make_ping_asgi(self.broker, timeout=5.0)),
+                ("/metrics", make_asgi_app(metrics.REGISTRY)),
+            ],
+            logger=logging.getLogger("newsflow.app"),
+        )
         self.app.on_startup(self._create_groups)
-        self.app.after_startup(self._start_janitor)
+        self.app.after_startup(self._start_background)
         self.app.after_shutdown(self._close)
-        self._janitor: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
 
     async def _create_groups(self) -> None:
         await ensure_groups(self.redis)
 
-    async def _start_janitor(self) -> None:
-        self._janitor = asyncio.create_task(run_janitor(self.redis, self.settings, self.consumer))
+    async def _start_background(self) -> None:
+        self._background = [
+            asyncio.create_task(run_janitor(self.redis, self.settings, self.consumer)),
+            asyncio.create_task(metrics.run_sampler(self.redis)),
+        ]
+
+    def running(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """The stage started (groups, broker, background tasks) for the life of the block,
+        without its HTTP server: for tests and embedding."""
+        return self.app.start_lifespan_context()
 
     async def _close(self) -> None:
-        if self._janitor:
-            self._janitor.cancel()
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._janitor
+                await task
         try:
             released = await self.policy.release(self.streams)
             if released:
@@ -371,37 +447,74 @@ class Stage:
             logger.warning("could not release unfinished entries", exc_info=True)
         await self.redis.aclose()
 
-    def consume(self, stream: Stream, *, max_workers: int = 1) -> Callable[[F], F]:
-        """Subscribe a handler to `stream` twice: new entries (reader) and entries left pending
-        longer than `claim_idle_ms` by a failure or a dead replica (reclaimer). `max_workers`
-        entries are handled at once (and no more are read ahead)."""
+    def _subscription(self, stream: Stream, **options: Any) -> StreamSub:
         if stream.group is None:
             raise ValueError(f"{stream.name} is read by no group")
-        self.streams.append(stream)
-        settings = self.settings
-        common: dict[str, Any] = {
-            "group": stream.group,
-            "consumer": self.consumer,
-            # Read only what this replica works on at once: a larger COUNT lets one replica
-            # hoard a backlog that idle replicas could take, and strands more on a crash.
-            "max_records": max_workers,
-            "polling_interval": settings.poll_ms,
-        }
-        reader = StreamSub(stream.name, **common)
-        reclaimer = StreamSub(stream.name, min_idle_time=settings.claim_idle_ms, **common)
+        if stream not in self.streams:
+            self.streams.append(stream)
+        return StreamSub(stream.name, group=stream.group, consumer=self.consumer,
+                         polling_interval=self.settings.poll_ms, **options)
+
+    def reader(self, stream: Stream, *, max_workers: int = 1) -> Callable[[F], F]:
+        """Subscribe a handler to the new entries of `stream` (XREADGROUP), `max_workers` at
+        once. It reads no more than it works on: a larger COUNT lets one replica hoard a
+        backlog that idle replicas could take, and strands more on a crash."""
+        sub = self._subscription(stream, max_records=max_workers)
         workers: dict[str, Any] = {"max_workers": max_workers} if max_workers > 1 else {}
+        # FastStream wraps the handler; typed as handing it back, so it keeps its signature.
+        return cast("Callable[[F], F]", self.broker.subscriber(
+            stream=sub, ack_policy=AckPolicy.MANUAL, **workers,
+            title=f"{stream.name}:{stream.group}",
+            description=f"New entries of {stream.name}, read by the consumer group "
+            f"{stream.group!r} (XREADGROUP).",
+        ))
+
+    def reclaimer(self, stream: Stream, *, max_workers: int = 1) -> Callable[[F], F]:
+        """Subscribe a handler to the entries of `stream` left pending longer than
+        `claim_idle_ms` (XAUTOCLAIM): retries, and the work of replicas that died."""
+        sub = self._subscription(stream, max_records=max_workers,
+                                 min_idle_time=self.settings.claim_idle_ms)
+        workers: dict[str, Any] = {"max_workers": max_workers} if max_workers > 1 else {}
+        # FastStream wraps the handler; typed as handing it back, so it keeps its signature.
+        return cast("Callable[[F], F]", self.broker.subscriber(
+            stream=sub, ack_policy=AckPolicy.MANUAL, **workers,
+            title=f"{stream.name}:{stream.group}:reclaimer",
+            description=f"Entries of {stream.name} left pending longer than "
+            "NEWSFLOW_CLAIM_IDLE_MS (XAUTOCLAIM): retries, and work of replicas that died.",
+        ))
+
+    def consume(self, stream: Stream, *, max_workers: int = 1) -> Callable[[F], F]:
+        """Both: the handler takes new entries and reclaimed ones."""
+        read, reclaim = self.reader(stream, max_workers=max_workers), self.reclaimer(
+            stream, max_workers=max_workers)
 
         def decorate(handler: F) -> F:
-            handler = self.broker.subscriber(
-                stream=reclaimer, ack_policy=AckPolicy.MANUAL, **workers
-            )(handler)
-            return self.broker.subscriber(  # type: ignore[no-any-return]  # FastStream's wrapper
-                stream=reader, ack_policy=AckPolicy.MANUAL, **workers
-            )(handler)
+            return read(reclaim(handler))
 
         return decorate
 
+    def batch_reader(self, stream: Stream, *, max_records: int) -> Callable[[F], F]:
+        """Subscribe a handler to new entries of `stream` in batches of up to `max_records`
+        (one XREADGROUP, one XACK for all), where per-entry messaging would cost more than the
+        work. Pair it with `reclaimer` on a single-entry handler: a failed batch is retried
+        entry by entry there."""
+        sub = self._subscription(stream, max_records=max_records, batch=True)
+        # FastStream wraps the handler; typed as handing it back, so it keeps its signature.
+        return cast("Callable[[F], F]", self.broker.subscriber(
+            stream=sub, ack_policy=AckPolicy.MANUAL,
+            title=f"{stream.name}:{stream.group}:batch",
+            description=f"New entries of {stream.name}, in batches of up to {max_records}.",
+        ))
+
+    async def publish_many(self, stream: Stream, events: Sequence[BaseModel]) -> None:
+        """Add events to `stream` in one round trip (what a batch handler emits)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for event in events:
+                pipe.xadd(stream.name, {DATA_FIELD: event.model_dump_json()})
+            await pipe.execute()
+
     def publishes(self, stream: Stream) -> Callable[[F], F]:
         """The handler's return value goes to `stream`."""
-        return self.broker.publisher(stream=stream.name)  # type: ignore[return-value]  # FastStream's wrapper
+        # FastStream wraps the handler; typed as handing it back, so it keeps its signature.
+        return cast("Callable[[F], F]", self.broker.publisher(stream=stream.name))
 

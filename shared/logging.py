@@ -3,8 +3,15 @@
 import json
 import logging
 import sys
+import time
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+
+entry_context: ContextVar[dict[str, Any] | None] = ContextVar("entry_context", default=None)
+"""Set by the delivery layer while a stage works on an entry: stage, entry_id, article_id,
+started (perf_counter); for a batch, `entries` maps article id → entry id. JSON log lines carry
+it, with the time spent so far."""
 
 # Attributes every LogRecord has; anything else was passed in `extra=` and goes to JSON output.
 _RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -25,7 +32,15 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        context = entry_context.get()
+        if context:
+            entry.update({k: v for k, v in context.items()
+                          if k not in ("started", "entries") and v})
+            entry["elapsed_ms"] = round((time.perf_counter() - context["started"]) * 1000, 1)
         entry.update({k: v for k, v in vars(record).items() if k not in _RECORD_FIELDS})
+        if context and "entries" in context and "entry_id" not in entry:
+            # A batch: the line's article names its entry.
+            entry["entry_id"] = context["entries"].get(entry.get("article_id"))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str, ensure_ascii=False)

@@ -1,8 +1,9 @@
 """Every setting of every service, read once from the environment (documented in .env.example)."""
 
+import ipaddress
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -42,16 +43,57 @@ class Settings(BaseSettings):
     # Fetcher.
     allow_private_networks: bool = False
     """Fetch from private, loopback and link-local addresses (tests and intranets only)."""
+    allowed_networks: str = ""
+    """Networks opened despite the guard, comma-separated ("10.20.0.0/16,192.168.1.7")."""
     user_agent: str = "newsflow/0.1 (+https://github.com/newsflow/newsflow)"
     fetch_timeout_s: float = 20.0
     max_redirects: int = 5
     max_page_bytes: int = 5 * 1024 * 1024
     fetch_concurrency: int = 16
+    host_concurrency: int = 2
+    """Requests to one host at once, across every fetcher replica (and the scheduler)."""
+    host_delay_s: float = 1.0
+    """Least time between two requests to one host; a longer robots.txt Crawl-delay wins."""
+    max_crawl_delay_s: float = 60.0
+    """The longest robots.txt Crawl-delay honoured (a longer one is cut to this)."""
+    host_wait_max_s: float = 20.0
+    """How long a fetch waits for its host; then the article is put back at the end of the queue
+    so the replica serves other hosts."""
+    obey_robots: bool = True
+    """Honour robots.txt (Disallow, Crawl-delay); off only for sites you run yourself."""
+    robots_cache_s: int = 86_400
+    """How long a host's robots.txt is kept in Redis before it is fetched again."""
+    fetch_attempts: int = 3
+    """Attempts within one delivery for timeouts, connection errors, 429 and 5xx; then the
+    delivery is retried later (NEWSFLOW_CLAIM_IDLE_MS) up to NEWSFLOW_MAX_DELIVERIES."""
+    retry_backoff_s: float = 0.5
+    """Base of the exponential backoff between attempts (with full jitter)."""
+    retry_after_max_s: float = 10.0
+    """The longest Retry-After waited within a delivery; a longer one ends the delivery."""
+    fetch_history_days: int = 90
+    """How long a fetched URL is remembered (not fetched again, and its ETag/Last-Modified)."""
+    max_source_bytes: int = 50 * 1024 * 1024
+    """Cap on a feed or sitemap, decompressed (the sitemap protocol allows 50 MB)."""
+    max_sitemaps: int = 100
+    """Sitemap files read when expanding one sitemap index."""
+    scheduler_tick_s: float = 5.0
+    """How often the scheduler looks for feeds that are due."""
 
     # Parser.
     parse_workers: int = 1
     """Processes that run extraction, so the event loop keeps consuming and acking."""
     parse_timeout_s: float = 30.0
+
+    # Every stage serves /health and /metrics (Prometheus) on this port; 0 picks a free one.
+    metrics_port: int = 9000
+
+    # Enricher: an article whose body is at least this similar (estimated Jaccard of word
+    # shingles) to one seen in the last duplicate_window_s seconds is linked to it.
+    duplicate_threshold: float = 0.45
+    duplicate_window_s: int = 7 * 24 * 3600
+
+    # Indexer: enriched articles read (and written to the store) at once, at most.
+    index_batch: int = 100
 
     # Search API.
     api_host: str = "0.0.0.0"  # noqa: S104 -- the API serves other containers.
@@ -59,3 +101,11 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        # Refuse a bad list at start-up, not at the first fetch.
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            ipaddress.ip_network(part, strict=False)
+        return value

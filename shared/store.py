@@ -2,15 +2,17 @@
 the search API and the CLI run. The indexer writes and the readers read the same tables, so the
 schema lives here, once."""
 
+import asyncio
 import hashlib
+import html
 import json
 from collections.abc import AsyncIterator
-from datetime import date, datetime, time
-from typing import Any
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import asyncpg
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from shared.messages import ArticleEnriched
 
@@ -23,6 +25,7 @@ TS_CONFIGS: dict[str, str] = {
     "tr": "turkish",
 }
 ALL_CONFIGS: tuple[str, ...] = (*sorted(set(TS_CONFIGS.values())), "simple")
+ENTITY_TYPES: tuple[str, ...] = ("person", "organization", "place")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS articles (
@@ -68,11 +71,24 @@ CREATE INDEX IF NOT EXISTS articles_countries ON articles USING gin (countries);
 CREATE INDEX IF NOT EXISTS articles_entity_names ON articles USING gin (entity_names);
 """
 
+# Added after the first release: the entities by type (display names, for facets) and their
+# lower-cased "type:name" keys (for the person / organisation / place filters).
+MIGRATION = """
+ALTER TABLE articles ADD COLUMN IF NOT EXISTS persons text[] NOT NULL DEFAULT '{}';
+ALTER TABLE articles ADD COLUMN IF NOT EXISTS organizations text[] NOT NULL DEFAULT '{}';
+ALTER TABLE articles ADD COLUMN IF NOT EXISTS places text[] NOT NULL DEFAULT '{}';
+ALTER TABLE articles ADD COLUMN IF NOT EXISTS entity_keys text[] NOT NULL DEFAULT '{}';
+CREATE INDEX IF NOT EXISTS articles_entity_keys ON articles USING gin (entity_keys);
+CREATE INDEX IF NOT EXISTS articles_duplicate_of ON articles (duplicate_of)
+    WHERE duplicate_of IS NOT NULL;
+"""
+
 _COLUMNS = (
     "id", "url", "final_url", "canonical_url", "title", "description", "text", "authors", "tags",
     "site_name", "source", "image", "published", "modified", "language", "language_confidence",
     "ts_config", "words", "entities", "entity_names", "countries", "keywords", "summary",
     "duplicate_of", "paywalled", "trace", "content_hash",
+    "persons", "organizations", "places", "entity_keys",
 )
 
 _UPSERT = f"""
@@ -84,20 +100,59 @@ WHERE articles.content_hash IS DISTINCT FROM EXCLUDED.content_hash
 """  # noqa: S608 -- built from the constant column list above, never from input
 
 
-async def connect(database_url: str, *, min_size: int = 1, max_size: int = 5) -> asyncpg.Pool:
-    """A connection pool with the schema in place.
+async def connect(
+    database_url: str, *, min_size: int = 1, max_size: int = 5, read_only: bool = False
+) -> asyncpg.Pool:
+    """A connection pool with the schema in place; `read_only` pools refuse every write.
 
     asyncpg always prepares statements, and PostgreSQL then switches them to a generic plan that
     was measured ~7x slower on filtered searches: force custom plans."""
-    pool = await asyncpg.create_pool(
-        database_url, min_size=min_size, max_size=max_size,
-        server_settings={"plan_cache_mode": "force_custom_plan"},
+    conn = await asyncpg.connect(database_url)
+    try:
+        # Two services may start at once: serialise the DDL.
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(7302714)")
+            migrating = await conn.fetchval(
+                "SELECT to_regclass('articles') IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
+                "information_schema.columns WHERE table_name = 'articles' "
+                "AND column_name = 'entity_keys')"
+            )
+            await conn.execute(SCHEMA)
+            await conn.execute(MIGRATION)
+            if migrating:
+                await _backfill_entity_columns(conn)
+    finally:
+        await conn.close()
+    server_settings = {"plan_cache_mode": "force_custom_plan"}
+    if read_only:
+        server_settings["default_transaction_read_only"] = "on"
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        database_url, min_size=min_size, max_size=max_size, server_settings=server_settings,
     )
-    # Two services may start at once: serialise the DDL.
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(7302714)")
-        await conn.execute(SCHEMA)
     return pool
+
+
+async def _backfill_entity_columns(conn: asyncpg.Connection) -> None:
+    """Fill the by-type entity columns of rows written before they existed (once)."""
+    rows = await conn.fetch("SELECT id, entities FROM articles WHERE entities <> '[]'::jsonb")
+    await conn.executemany(
+        "UPDATE articles SET persons = $2, organizations = $3, places = $4, entity_keys = $5 "
+        "WHERE id = $1",
+        [(r["id"], *_entity_columns(json.loads(r["entities"]))) for r in rows],
+    )
+
+
+def _entity_columns(
+    entities: list[dict[str, Any]],
+) -> tuple[list[str], list[str], list[str], list[str]]:
+    """Display names by type (persons, organisations, places) and the "type:name" filter keys."""
+    by_type: dict[str, set[str]] = {t: set() for t in ENTITY_TYPES}
+    for entity in entities:
+        if entity.get("type") in by_type and entity.get("name"):
+            by_type[entity["type"]].add(entity["name"])
+    keys = sorted({f"{t}:{n.lower()}" for t, names in by_type.items() for n in names})
+    return (sorted(by_type["person"]), sorted(by_type["organization"]), sorted(by_type["place"]),
+            keys)
 
 
 def source_of(article: ArticleEnriched) -> str | None:
@@ -112,15 +167,17 @@ def _row(article: ArticleEnriched) -> tuple[Any, ...]:
     content = article.model_dump(mode="json", exclude={"trace"})
     content_hash = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
     language = article.language or "und"
+    entities = [e.model_dump() for e in article.entities]
     return (
         article.id, article.url, article.final_url, article.canonical_url, article.title,
         article.description, article.text, article.authors, article.tags, article.site_name,
         source_of(article), article.image, article.published, article.modified, language,
         article.language_confidence, TS_CONFIGS.get(language, "simple"), article.words,
-        json.dumps([e.model_dump() for e in article.entities]),
+        json.dumps(entities),
         sorted({e.name.lower() for e in article.entities}), article.countries, article.keywords,
         article.summary, article.duplicate_of, article.paywalled,
         json.dumps({k: v.isoformat() for k, v in article.trace.items()}), content_hash,
+        *_entity_columns(entities),
     )
 
 
@@ -130,18 +187,108 @@ async def upsert_articles(pool: asyncpg.Pool, articles: list[ArticleEnriched]) -
         await conn.executemany(_UPSERT, [_row(a) for a in articles])
 
 
-class SearchQuery(BaseModel):
-    """What a search asks for: words (web-search syntax) and filters, all optional."""
+# --- Queries ---------------------------------------------------------------------------------
 
-    q: str = ""
-    language: str | None = None
-    source: str | None = None
-    entity: str | None = None
-    country: str | None = None
-    since: date | None = None
-    until: date | None = None
+
+def _blank_to_none(value: Any) -> Any:
+    """An empty form field means "no filter", not an invalid value."""
+    if isinstance(value, str):
+        value = value.replace("\x00", "")  # PostgreSQL text cannot hold NUL
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value.strip() if isinstance(value, str) else value
+
+
+# Optional filters: blank means none; the constraints apply to a given value.
+Blank = BeforeValidator(_blank_to_none)
+Name = Annotated[Annotated[str, Field(max_length=200)] | None, Blank]
+Language = Annotated[Annotated[str, Field(pattern=r"^[A-Za-z]{2,3}$")] | None, Blank]
+Country = Annotated[Annotated[str, Field(pattern=r"^[A-Za-z]{2}$")] | None, Blank]
+Source = Annotated[Annotated[str, Field(max_length=253)] | None, Blank]
+
+
+class SearchFilters(BaseModel):
+    """What to look for: words (web-search syntax) and filters, all optional and combinable."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    q: str = Field("", max_length=500, description=(
+        'Words, "quoted phrases", -exclusion, OR. Matched in each article\'s own language; '
+        "anything unparsable degrades to a plain word search."))
+    language: Language = Field(None, description="ISO 639-1 code, e.g. en (und: unknown).")
+    source: Source = Field(None, description="Site host (example.com) or site name.")
+    entity: Name = Field(None, description="A person, organisation or place, any of them.")
+    person: Name = Field(None, description="A person named in the article.")
+    organization: Name = Field(None, description="An organisation named in the article.")
+    place: Name = Field(None, description="A place named in the article.")
+    country: Country = Field(None, description="ISO 3166 alpha-2 code, e.g. IR.")
+    since: date | None = Field(None, description="Published on or after this day (UTC).")
+    until: date | None = Field(None, description="Published on or before this day (UTC).")
+    has_duplicates: bool | None = Field(None, description=(
+        "true: only stories published more than once (the article is a duplicate or has "
+        "duplicates); false: only stories published once."))
+
+    @field_validator("q", mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        return value.replace("\x00", "") if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> "SearchFilters":
+        if self.since and self.until and self.since > self.until:
+            raise ValueError("since must be on or before until")
+        return self
+
+
+class SearchQuery(SearchFilters):
+    """A search: filters, order, page, and whether to fold duplicates and count facets."""
+
+    sort: Literal["relevance", "date", "oldest"] = Field("relevance", description=(
+        "relevance (with the recency boost; newest first when there are no words), date (newest "
+        "first) or oldest."))
+    recency: float = Field(1.0, ge=0, le=10, description=(
+        "Recency boost for relevance: a story published today scores up to (1 + recency) times "
+        "its text rank; 0 turns it off."))
+    half_life_days: float = Field(30.0, gt=0, le=3650,
+                                  description="Days after which the recency boost halves.")
+    collapse: bool = Field(True, description=(
+        "Fold duplicates (articles whose duplicate_of is another indexed article) under their "
+        "first article, listed as `similar`."))
+    facets: bool = Field(False, description="Also count facets for the query (see /facets).")
     limit: int = Field(10, ge=1, le=100)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=10_000)
+
+
+class FacetQuery(SearchFilters):
+    """Facet counts for a search: the filters and how many values per facet."""
+
+    top: int = Field(10, ge=1, le=100, description="Values per facet (days: every day).")
+
+
+class FacetValue(BaseModel):
+    value: str
+    count: int
+
+
+class Facets(BaseModel):
+    """Counts of matching articles (duplicates included) by value, most frequent first; days in
+    order."""
+
+    languages: list[FacetValue] = Field(default_factory=list)
+    sources: list[FacetValue] = Field(default_factory=list)
+    countries: list[FacetValue] = Field(default_factory=list)
+    persons: list[FacetValue] = Field(default_factory=list)
+    organizations: list[FacetValue] = Field(default_factory=list)
+    places: list[FacetValue] = Field(default_factory=list)
+    days: list[FacetValue] = Field(default_factory=list)
+
+
+class SimilarArticle(BaseModel):
+    id: str
+    url: str | None
+    title: str
+    source: str | None
+    published: datetime | None
 
 
 class SearchHit(BaseModel):
@@ -153,13 +300,32 @@ class SearchHit(BaseModel):
     published: datetime | None
     language: str
     countries: list[str]
-    snippet: str
+    snippet: str = Field(description="HTML-escaped text; the matches are in <mark>…</mark>.")
     score: float
+    duplicate_of: str | None = None
+    similar: list[SimilarArticle] = Field(
+        default_factory=list, description="The story's other matching articles (collapse).")
 
 
 class SearchResults(BaseModel):
-    total: int
+    total: int = Field(description="Matching stories (articles, without collapse).")
+    total_articles: int = Field(0, description="Matching articles, duplicates included.")
+    offset: int = 0
+    limit: int = 10
     hits: list[SearchHit]
+    facets: Facets | None = None
+
+
+# Private-use characters mark the matches inside ts_headline, so that the snippet can be
+# HTML-escaped afterwards without confusing the article's own text with our markup.
+_START, _STOP = "\ue000", "\ue001"
+_HEADLINE_OPTIONS = (f"MaxFragments=2, MaxWords=35, MinWords=15, "
+                     f'StartSel="{_START}", StopSel="{_STOP}"')
+
+
+def _snippet_html(raw: str | None) -> str:
+    escaped = html.escape(" ".join((raw or "").split()), quote=False)
+    return escaped.replace(_START, "<mark>").replace(_STOP, "</mark>")
 
 
 def _match(param: str) -> str:
@@ -171,59 +337,184 @@ def _match(param: str) -> str:
     ) + ")"
 
 
-async def search(pool: asyncpg.Pool, query: SearchQuery) -> SearchResults:
-    """Ranked full-text search with filters, highlighted snippets and the total count."""
+class _Args:
+    """Bind parameters: each value becomes `$n`; no input is ever put into the SQL text."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+
+    def __call__(self, value: Any) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}"
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def _where(f: SearchFilters, arg: _Args) -> str:
+    """The WHERE clause of a search over `articles a`."""
     where: list[str] = []
-    args: list[Any] = []
-
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
-
-    q = query.q.strip()
+    q = f.q.strip()
     if q:
         where.append(_match(arg(q)))
-    if query.language:
-        where.append(f"a.language = {arg(query.language.lower())}")
-    if query.source:
-        source = query.source.lower().removeprefix("www.")
+    if f.language:
+        where.append(f"a.language = {arg(f.language.lower())}")
+    if f.source:
+        source = f.source.lower().removeprefix("www.")
         where.append(f"(a.source = {arg(source)} OR lower(a.site_name) = {arg(source)})")
-    if query.entity:
-        where.append(f"a.entity_names @> ARRAY[{arg(query.entity.lower())}]::text[]")
-    if query.country:
-        where.append(f"a.countries @> ARRAY[{arg(query.country.upper())}]::text[]")
-    if query.since:
-        where.append(f"a.published >= {arg(datetime.combine(query.since, time.min))}")
-    if query.until:
-        where.append(f"a.published < {arg(datetime.combine(query.until, time.max))}")
-    clause = " AND ".join(where) or "true"
-    clause_args = list(args)
+    if f.entity:
+        where.append(f"a.entity_names @> ARRAY[{arg(f.entity.lower())}]::text[]")
+    for kind, name in (("person", f.person), ("organization", f.organization),
+                       ("place", f.place)):
+        if name:
+            where.append(f"a.entity_keys @> ARRAY[{arg(f'{kind}:{name.lower()}')}]::text[]")
+    if f.country:
+        where.append(f"a.countries @> ARRAY[{arg(f.country.upper())}]::text[]")
+    if f.since:
+        where.append(f"a.published >= {arg(_day_start(f.since))}")
+    if f.until:
+        where.append(f"a.published < {arg(_day_start(f.until + timedelta(days=1)))}")
+    if f.has_duplicates is not None:
+        has = ("(a.duplicate_of IS NOT NULL OR EXISTS "
+               "(SELECT 1 FROM articles d WHERE d.duplicate_of = a.id))")
+        where.append(has if f.has_duplicates else f"NOT {has}")
+    return " AND ".join(where) or "true"
+
+
+_ORDERS = {
+    "relevance": "{p}story_score DESC, {p}published DESC NULLS LAST, {p}id",
+    "date": "{p}published DESC NULLS LAST, {p}id",
+    "oldest": "{p}published ASC NULLS LAST, {p}id",
+}
+
+
+def _search_sql(query: SearchQuery, arg: _Args) -> str:
+    clause = _where(query, arg)
+    q = query.q.strip()
     if q:
         tsq = f"websearch_to_tsquery(a.ts_config, {arg(q)})"
-        score = f"ts_rank_cd(a.document, {tsq})"
-        snippet = (f"ts_headline(a.ts_config, a.text, {tsq}, 'MaxFragments=2, MaxWords=35, "
-                   "MinWords=15, StartSel=<mark>, StopSel=</mark>')")
+        # The boost decays from the start of today, so the order is stable while paging.
+        boost = (f"coalesce(power(0.5, greatest(extract(epoch FROM date_trunc('day', now()) "
+                 f"- a.published), 0) / 86400.0 / {arg(query.half_life_days)}::float8), 0)")
+        score = f"ts_rank_cd(a.document, {tsq}) * (1 + {arg(query.recency)}::float8 * {boost})"
+        snippet = f"ts_headline(a.ts_config, a.text, {tsq}, '{_HEADLINE_OPTIONS}')"
     else:
         score, snippet = "0.0", "left(a.text, 240)"
-    sql = f"""
-        SELECT a.id, a.url, a.title, a.site_name, a.source, a.published, a.language, a.countries,
-               {snippet} AS snippet, {score}::float8 AS score, count(*) OVER () AS total
-        FROM articles a WHERE {clause}
-        ORDER BY score DESC, a.published DESC NULLS LAST, a.id
-        LIMIT {arg(query.limit)} OFFSET {arg(query.offset)}
-    """  # noqa: S608 -- every value is a bind parameter; only constant SQL is interpolated
-    async with pool.acquire() as conn:
-        rows = await conn.fetch(sql, *args)
-        total = rows[0]["total"] if rows else await conn.fetchval(
-            f"SELECT count(*) FROM articles a WHERE {clause}",  # noqa: S608 -- as above
-            *clause_args,
+    if query.collapse:
+        story = ("CASE WHEN m.duplicate_of IS NULL THEN m.id ELSE coalesce((SELECT l.id FROM "
+                 "articles l WHERE l.id = m.duplicate_of AND l.id <> m.id), m.id) END")
+    else:
+        story = "m.id"
+    order = _ORDERS[query.sort]
+    return f"""
+        WITH matched AS MATERIALIZED (
+            SELECT a.id, a.duplicate_of, a.published, ({score})::float8 AS score
+            FROM articles a WHERE {clause}
+        ), grouped AS (
+            SELECT m.*, {story} AS story FROM matched m
+        ), ranked AS (
+            SELECT g.*,
+                   row_number() OVER (PARTITION BY g.story ORDER BY g.id = g.story DESC,
+                                      g.published ASC NULLS LAST, g.id) AS rn,
+                   max(g.score) OVER (PARTITION BY g.story) AS story_score
+            FROM grouped g
+        ), totals AS (
+            SELECT count(*) FILTER (WHERE rn = 1) AS total, count(*) AS total_articles
+            FROM ranked
+        ), page AS (
+            SELECT * FROM ranked WHERE rn = 1
+            ORDER BY {order.format(p="")}
+            LIMIT {arg(query.limit)} OFFSET {arg(query.offset)}
         )
-    hits = [SearchHit(**{k: v for k, v in dict(r).items() if k != "total"}) for r in rows]
-    return SearchResults(total=int(total or 0), hits=hits)
+        SELECT t.total, t.total_articles, p.id, p.story_score AS score,
+               coalesce(a.url, a.canonical_url, a.final_url) AS url, a.title, a.site_name,
+               a.source, a.published, a.language, a.countries, a.duplicate_of,
+               {snippet} AS snippet,
+               (SELECT json_agg(json_build_object(
+                           'id', d.id, 'url', coalesce(d.url, d.canonical_url, d.final_url),
+                           'title', d.title, 'source', d.source, 'published', d.published)
+                       ORDER BY d.published ASC NULLS LAST, d.id)
+                FROM ranked s JOIN articles d ON d.id = s.id
+                WHERE s.story = p.story AND s.rn > 1) AS similar
+        FROM totals t LEFT JOIN (page p JOIN articles a ON a.id = p.id) ON true
+        ORDER BY {order.format(p="p.")}
+    """  # noqa: S608 -- every value is a bind parameter; only constant SQL is interpolated
+
+
+_FACET_SQL = """
+    WITH m AS MATERIALIZED (
+        SELECT a.language, a.source, a.countries, a.persons, a.organizations, a.places,
+               a.published
+        FROM articles a WHERE {clause}
+    )
+    (SELECT 'languages', language, count(*) FROM m GROUP BY 2 ORDER BY 3 DESC, 2 LIMIT {top})
+    UNION ALL
+    (SELECT 'sources', source, count(*) FROM m WHERE source IS NOT NULL
+     GROUP BY 2 ORDER BY 3 DESC, 2 LIMIT {top})
+    UNION ALL
+    (SELECT 'countries', v, count(*) FROM m, unnest(m.countries) v
+     GROUP BY 2 ORDER BY 3 DESC, 2 LIMIT {top})
+    UNION ALL
+    (SELECT 'persons', v, count(*) FROM m, unnest(m.persons) v
+     GROUP BY 2 ORDER BY 3 DESC, 2 LIMIT {top})
+    UNION ALL
+    (SELECT 'organizations', v, count(*) FROM m, unnest(m.organizations) v
+     GROUP BY 2 ORDER BY 3 DESC, 2 LIMIT {top})
+    UNION ALL
+    (SELECT 'places', v, count(*) FROM m, unnest(m.places) v
+     GROUP BY 2 ORDER BY 3 DESC, 2 LIMIT {top})
+    UNION ALL
+    (SELECT 'days', to_char(published AT TIME ZONE 'UTC', 'YYYY-MM-DD'), count(*) FROM m
+     WHERE published IS NOT NULL GROUP BY 2 ORDER BY 2 LIMIT 3660)
+"""
+
+
+async def facets(pool: asyncpg.Pool, query: SearchFilters, top: int = 10) -> Facets:
+    """How the articles matching a search spread over languages, sources, countries, people,
+    organisations, places and days."""
+    arg = _Args()
+    clause = _where(query, arg)
+    sql = _FACET_SQL.format(clause=clause, top=arg(top))
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(sql, *arg.values)
+    found: dict[str, list[FacetValue]] = {}
+    for facet, value, count in rows:
+        found.setdefault(facet, []).append(FacetValue(value=value, count=count))
+    return Facets.model_validate(found)
+
+
+async def search(pool: asyncpg.Pool, query: SearchQuery) -> SearchResults:
+    """Ranked full-text search with filters, highlighted snippets, duplicates folded under their
+    first article, the total count and (when asked) facets."""
+    arg = _Args()
+    sql = _search_sql(query, arg)
+
+    async def fetch_hits() -> list[asyncpg.Record]:
+        async with pool.acquire() as conn:
+            return await conn.fetch(sql, *arg.values)
+
+    if query.facets:
+        rows, counted = await asyncio.gather(fetch_hits(), facets(pool, query))
+    else:
+        rows, counted = await fetch_hits(), None
+    hits = [
+        SearchHit(
+            id=r["id"], url=r["url"], title=r["title"], site_name=r["site_name"],
+            source=r["source"], published=r["published"], language=r["language"],
+            countries=r["countries"], snippet=_snippet_html(r["snippet"]), score=r["score"],
+            duplicate_of=r["duplicate_of"],
+            similar=[SimilarArticle.model_validate(s) for s in json.loads(r["similar"] or "[]")],
+        )
+        for r in rows if r["id"] is not None
+    ]
+    return SearchResults(total=rows[0]["total"], total_articles=rows[0]["total_articles"],
+                         offset=query.offset, limit=query.limit, hits=hits, facets=counted)
 
 
 def _article(row: asyncpg.Record) -> dict[str, Any]:
-    article = {k: v for k, v in dict(row).items() if k not in ("document", "ts_config")}
+    article = {k: v for k, v in dict(row).items()
+               if k not in ("document", "ts_config", "entity_keys")}
     for key in ("entities", "trace"):
         article[key] = json.loads(article[key])
     return article
@@ -231,6 +522,8 @@ def _article(row: asyncpg.Record) -> dict[str, Any]:
 
 async def get_article(pool: asyncpg.Pool, article_id: str) -> dict[str, Any] | None:
     """The whole stored article (text, metadata, entities, countries, keywords), or None."""
+    if "\x00" in article_id:  # no id holds NUL, and PostgreSQL text cannot
+        return None
     async with pool.acquire() as conn:
         row = await conn.fetchrow("SELECT * FROM articles WHERE id = $1", article_id)
     return _article(row) if row else None

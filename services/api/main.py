@@ -1,20 +1,26 @@
-"""The search API: read-only HTTP over the search store (GET /search, /articles/{id}, /health)."""
+"""The search API: read-only HTTP over the search store (/search, /facets, /articles/{id},
+/health) and the search page at /."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse
 
 from shared import store
 from shared.settings import Settings
+
+PAGE = Path(__file__).with_name("search.html")
 
 
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.pool = await store.connect(settings.database_url, max_size=10)
+        app.state.pool = await store.connect(settings.database_url, max_size=10, read_only=True)
         try:
             yield
         finally:
@@ -22,15 +28,30 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(
         title="newsflow search",
-        description="Search the articles newsflow has indexed.",
-        version="0.1.0",
+        description=(
+            "Search the articles newsflow has indexed: words, \"phrases\", -exclusion and OR, "
+            "each article matched in its own language; filters by language, dates, source, "
+            "person, organisation, place, country and duplicates; facets; duplicates folded "
+            "under their first article. Read only. Invalid input is answered with 422 and "
+            "the reason."
+        ),
+        version="0.2.0",
         lifespan=lifespan,
     )
+    page = PAGE.read_text(encoding="utf-8")
 
     def pool(request: Request) -> asyncpg.Pool:
         return request.app.state.pool  # type: ignore[no-any-return]  # set by the lifespan
 
     Pool = Annotated[asyncpg.Pool, Depends(pool)]
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def search_page() -> HTMLResponse:
+        """The search page: a query box, facets to click, results with snippets."""
+        return HTMLResponse(page, headers={
+            "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; "
+                                       "style-src 'unsafe-inline'; img-src 'none'",
+        })
 
     @app.get("/health")
     async def health(db: Pool) -> dict[str, Any]:
@@ -40,12 +61,21 @@ def create_app(settings: Settings) -> FastAPI:
         return {"status": "ok", "articles": articles}
 
     @app.get("/search", response_model=store.SearchResults)
-    async def search(db: Pool, query: Annotated[store.SearchQuery, Depends()]) -> Any:
-        """Full-text search (web-search syntax: words, "phrases", -exclusion, OR) with filters."""
+    async def search(db: Pool, query: Annotated[store.SearchQuery, Query()]) -> Any:
+        """Ranked full-text search with filters, highlighted snippets, duplicates folded under
+        their first article, total counts, and facets with `facets=true`."""
         return await store.search(db, query)
 
+    @app.get("/facets", response_model=store.Facets)
+    async def facets(db: Pool, query: Annotated[store.FacetQuery, Query()]) -> Any:
+        """How the articles matching a search spread over languages, sources, countries, people,
+        organisations, places and days (counts of articles, duplicates included)."""
+        return await store.facets(db, query, top=query.top)
+
     @app.get("/articles/{article_id}")
-    async def get_article(db: Pool, article_id: str) -> dict[str, Any]:
+    async def get_article(
+        db: Pool, article_id: Annotated[str, PathParam(max_length=200)]
+    ) -> dict[str, Any]:
         """The whole stored article: text, metadata, entities, countries, keywords."""
         article = await store.get_article(db, article_id)
         if article is None:

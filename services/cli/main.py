@@ -11,8 +11,9 @@ from typing import Annotated, Any, TypeVar
 
 import redis.asyncio as aioredis
 import typer
+import uvicorn
 
-from services.cli import pipeline
+from services.cli import feeds, pipeline
 from shared import store
 from shared.logging import setup_logging
 from shared.messages import ArticleSubmitted
@@ -22,8 +23,17 @@ app = typer.Typer(help="newsflow: fetch, parse, enrich and index news articles."
                   no_args_is_help=True, add_completion=False)
 dead_app = typer.Typer(help="Inspect and re-drive dead letters.", no_args_is_help=True)
 app.add_typer(dead_app, name="dead")
+app.add_typer(feeds.feeds_app, name="feeds")
 
-SERVICES = ("fetcher", "parser", "enricher", "indexer", "api")
+# Each runnable service and the module whose create_app() builds it.
+SERVICES = {
+    "fetcher": "services.fetcher.main",
+    "scheduler": "services.fetcher.scheduler",
+    "parser": "services.parser.main",
+    "enricher": "services.enricher.main",
+    "indexer": "services.indexer.main",
+    "api": "services.api.main",
+}
 T = TypeVar("T")
 
 
@@ -72,14 +82,10 @@ def run(service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICE
         raise typer.BadParameter(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
     settings = Settings()
     setup_logging(service, settings.log_level, settings.log_format)
-    module = importlib.import_module(f"services.{service}.main")
-    if service == "api":
-        import uvicorn
-
-        uvicorn.run(module.create_app(settings), host=settings.api_host, port=settings.api_port,
-                    log_config=None)
-    else:
-        asyncio.run(module.create_app(settings).run())
+    module = importlib.import_module(SERVICES[service])
+    # The API serves search; every stage serves /health and /metrics beside its work.
+    port = settings.api_port if service == "api" else settings.metrics_port
+    uvicorn.run(module.create_app(settings), host=settings.api_host, port=port, log_config=None)
 
 
 @app.command()
@@ -90,6 +96,10 @@ def publish(
     html: Annotated[Path | None, typer.Option(help="A saved page to ingest as is.")] = None,
     url: Annotated[str | None, typer.Option(help="With --html: the page's URL.")] = None,
     refresh: Annotated[bool, typer.Option(help="Fetch again even if seen before.")] = False,
+    feed: Annotated[list[str] | None, typer.Option(
+        help="An RSS/Atom feed: submit every article it lists.")] = None,
+    sitemap: Annotated[list[str] | None, typer.Option(
+        help="A sitemap or sitemap index: submit every page it lists.")] = None,
     wait: Annotated[bool, typer.Option(help="Wait until every article is indexed.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 120.0,
 ) -> None:
@@ -106,8 +116,17 @@ def publish(
     except (OSError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    if feed or sitemap:
+        try:
+            listed = feeds.expand_sources(Settings(), feed or [], sitemap or [], refresh)
+        except feeds.SourceFailed as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+        known = {a.id for a in articles}
+        articles += [a for a in listed if a.id not in known]
     if not articles:
-        typer.echo("error: nothing to publish (give URLs, --file or --html)", err=True)
+        typer.echo("error: nothing to publish (give URLs, --file, --html, --feed or --sitemap)",
+                   err=True)
         raise typer.Exit(2)
 
     async def go(client: aioredis.Redis) -> pipeline.Outcome | None:
@@ -137,26 +156,59 @@ def search(
     language: Annotated[str | None, typer.Option(help="ISO 639-1 code, e.g. en.")] = None,
     source: Annotated[str | None, typer.Option(help="Site host, e.g. example.com.")] = None,
     entity: Annotated[str | None, typer.Option(help="A person, organisation or place.")] = None,
+    person: Annotated[str | None, typer.Option(help="A person named in the article.")] = None,
+    organization: Annotated[str | None, typer.Option(help="An organisation named.")] = None,
+    place: Annotated[str | None, typer.Option(help="A place named in the article.")] = None,
     country: Annotated[str | None, typer.Option(help="ISO 3166 code, e.g. IR.")] = None,
     since: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])] = None,
     until: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])] = None,
+    has_duplicates: Annotated[bool | None, typer.Option(
+        "--has-duplicates/--no-duplicates",
+        help="Only stories published more than once / only once.")] = None,
+    sort: Annotated[str, typer.Option(help="relevance, date (newest) or oldest.")] = "relevance",
+    recency: Annotated[float, typer.Option(help="Recency boost for relevance (0: off).")] = 1.0,
+    collapse: Annotated[bool, typer.Option(help="Fold duplicates under their story.")] = True,
+    facets: Annotated[bool, typer.Option(help="Also count facets.")] = False,
     limit: Annotated[int, typer.Option(min=1, max=100)] = 10,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Search what was indexed."""
-    q = store.SearchQuery(q=query, language=language, source=source, entity=entity,
-                          country=country, since=since.date() if since else None,
-                          until=until.date() if until else None, limit=limit)
+    import html
+
+    from pydantic import ValidationError
+
+    try:
+        q = store.SearchQuery.model_validate({
+            "q": query, "language": language, "source": source, "entity": entity,
+            "person": person, "organization": organization, "place": place, "country": country,
+            "since": since.date() if since else None, "until": until.date() if until else None,
+            "has_duplicates": has_duplicates, "sort": sort, "recency": recency,
+            "collapse": collapse, "facets": facets, "limit": limit, "offset": offset,
+        })
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"]) or "query"
+            typer.echo(f"error: {where}: {error['msg']}", err=True)
+        raise typer.Exit(2) from None
     results: store.SearchResults = _with_store(lambda pool: store.search(pool, q))
     if as_json:
         typer.echo(results.model_dump_json())
         return
-    typer.echo(f"{results.total} found")
+    typer.echo(f"{results.total} found ({results.total_articles} articles)")
     for hit in results.hits:
         day = hit.published.date().isoformat() if hit.published else "----------"
         typer.echo(f"{hit.id}  {day}  {hit.source or '-'}  [{hit.language}]  {hit.title}")
-        snippet = " ".join(hit.snippet.split())
-        typer.echo(f"    {snippet.replace('<mark>', '[').replace('</mark>', ']')}")
+        snippet = hit.snippet.replace("<mark>", "[").replace("</mark>", "]")
+        typer.echo(f"    {html.unescape(snippet)}")
+        if hit.similar:
+            typer.echo(f"    {len(hit.similar)} similar: "
+                       + ", ".join(f"{s.id} {s.source or '-'}" for s in hit.similar))
+    if results.facets:
+        for name, values in results.facets.model_dump().items():
+            if values and name != "days":
+                typer.echo(f"{name}: " + ", ".join(f"{v['value']} ({v['count']})"
+                                                   for v in values))
 
 
 @app.command()
@@ -241,6 +293,20 @@ def dead_retry(
 def dead_purge() -> None:
     """Forget every dead letter."""
     typer.echo(f"purged {_with_redis(pipeline.purge_dead)}")
+
+
+@app.command()
+def asyncapi(
+    out: Annotated[Path | None, typer.Option(help="Write it here instead of printing it.")] = None,
+) -> None:
+    """The AsyncAPI document of every stream, generated from the services (docs/asyncapi.json)."""
+    from services.cli.asyncapi import asyncapi_document
+
+    text = json.dumps(asyncapi_document(Settings()), indent=2, ensure_ascii=False) + "\n"
+    if out:
+        out.write_text(text)
+    else:
+        sys.stdout.write(text)
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 import logging
 
 import asyncpg
-from faststream import FastStream
+from faststream.asgi import AsgiFastStream
 
 from shared import store
 from shared.broker import Stage
@@ -14,7 +14,7 @@ from shared.streams import ENRICHED, INDEXED
 logger = logging.getLogger("newsflow.indexer")
 
 
-def create_app(settings: Settings) -> FastStream:
+def create_app(settings: Settings) -> AsgiFastStream:
     stage = Stage("indexer", settings)
     pools: list[asyncpg.Pool] = []
 
@@ -27,12 +27,25 @@ def create_app(settings: Settings) -> FastStream:
         for pool in pools:
             await pool.close()
 
-    @stage.consume(ENRICHED)
+    async def index(events: list[ArticleEnriched]) -> list[ArticleIndexed]:
+        stamped = [e.model_copy(update={"trace": e.traced("indexed")}) for e in events]
+        await store.upsert_articles(pools[0], stamped)
+        for e in stamped:
+            logger.info("indexed %s %r", e.id, e.title, extra={"article_id": e.id})
+        return [ArticleIndexed(id=e.id, url=e.url, title=e.title, trace=e.trace)
+                for e in stamped]
+
+    # Indexing one article costs about what reading and acknowledging it does: new entries
+    # are taken in batches (one transaction, one XACK). A batch that fails is retried entry
+    # by entry by the reclaimer, where each gets its own retries and dead letter.
+    @stage.batch_reader(ENRICHED, max_records=settings.index_batch)
+    async def on_articles_enriched(events: list[ArticleEnriched]) -> None:
+        await stage.publish_many(INDEXED, await index(events))
+
+    @stage.reclaimer(ENRICHED)
     @stage.publishes(INDEXED)
     async def on_article_enriched(event: ArticleEnriched) -> ArticleIndexed:
-        trace = event.traced("indexed")
-        await store.upsert_articles(pools[0], [event.model_copy(update={"trace": trace})])
-        logger.info("indexed %s %r", event.id, event.title)
-        return ArticleIndexed(id=event.id, url=event.url, title=event.title, trace=trace)
+        [indexed] = await index([event])
+        return indexed
 
     return stage.app

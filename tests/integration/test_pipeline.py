@@ -1,6 +1,7 @@
 """End to end: the four services as separate processes over a real Redis and PostgreSQL; a
 local web server serves the reference page; the CLI, redis-cli and the HTTP API drive it."""
 
+import asyncio
 import json
 import os
 import shutil
@@ -15,8 +16,10 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
+import redis
 
 from tests.servers import PostgresServer, RedisServer, free_port, redis_binary
 
@@ -80,6 +83,14 @@ def site(fixtures: Path) -> Site:
     return Site(fixtures)
 
 
+async def _truncate(database_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("DROP TABLE IF EXISTS articles")
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="module")
 def stack(redis_server: RedisServer, postgres_server: PostgresServer) -> Iterator[Stack]:
     api_port = free_port()
@@ -93,7 +104,13 @@ def stack(redis_server: RedisServer, postgres_server: PostgresServer) -> Iterato
         "NEWSFLOW_MAX_DELIVERIES": "3",
         "NEWSFLOW_API_HOST": "127.0.0.1",
         "NEWSFLOW_API_PORT": str(api_port),
+        "NEWSFLOW_METRICS_PORT": "0",
+        "NEWSFLOW_OBEY_ROBOTS": "false",
+        "NEWSFLOW_HOST_DELAY_S": "0",
     }
+    # A clean slate: other test modules share these servers.
+    redis.Redis.from_url(redis_server.url).flushall()
+    asyncio.run(_truncate(postgres_server.url))
     stack = Stack(env, Path(tempfile.mkdtemp(prefix="newsflow-logs-")))
     stack.api = f"http://127.0.0.1:{api_port}"  # type: ignore[attr-defined]
     for name in SERVICES:

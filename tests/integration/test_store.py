@@ -3,9 +3,11 @@
 from datetime import UTC, date, datetime
 
 import asyncpg
+import pytest
 
 from shared import store
 from shared.messages import ArticleEnriched, Entity
+from tests.servers import PostgresServer
 
 
 def article(n: int, **fields: object) -> ArticleEnriched:
@@ -110,3 +112,65 @@ async def test_get_and_export(db: asyncpg.Pool) -> None:
     assert got is not None and got["title"] == "Story 2" and got["entities"] == []
     assert await store.get_article(db, "missing") is None
     assert [a["id"] async for a in store.export_articles(db, batch=2)] == ["a1", "a2", "a3"]
+
+
+async def test_recency_boost_is_configurable(db: asyncpg.Pool) -> None:
+    recent = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    await store.upsert_articles(db, [
+        article(1, title="Flood warning", text="The flood warning was lifted.",
+                published=datetime(2020, 1, 1, tzinfo=UTC)),
+        article(2, title="Weather", text="A flood is expected.", published=recent),
+    ])
+
+    async def order(**ranking: object) -> list[str]:
+        query = store.SearchQuery.model_validate({"q": "flood", **ranking})
+        return [h.id for h in (await store.search(db, query)).hits]
+
+    assert await order(recency=0) == ["a1", "a2"]
+    assert await order(recency=10, half_life_days=30) == ["a2", "a1"]
+    assert await order(sort="date") == ["a2", "a1"]
+
+
+async def test_entities_are_filtered_by_type(db: asyncpg.Pool) -> None:
+    await store.upsert_articles(db, [
+        article(1, entities=[Entity(name="Jordan", type="person")]),
+        article(2, entities=[Entity(name="Jordan", type="place", country="JO")]),
+    ])
+
+    async def ids(**filters: object) -> list[str]:
+        found = await store.search(db, store.SearchQuery.model_validate(filters))
+        return sorted(h.id for h in found.hits)
+
+    assert await ids(person="jordan") == ["a1"]
+    assert await ids(place="JORDAN") == ["a2"]
+    assert await ids(organization="Jordan") == []
+    assert await ids(entity="Jordan") == ["a1", "a2"]
+
+
+async def test_read_only_pools_refuse_writes(postgres_server: PostgresServer,
+                                            db: asyncpg.Pool) -> None:
+    await store.upsert_articles(db, [article(1)])
+    reader = await store.connect(postgres_server.url, read_only=True)
+    try:
+        with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+            await reader.execute("DELETE FROM articles")
+        assert (await store.search(reader, store.SearchQuery())).total == 1
+    finally:
+        await reader.close()
+
+
+async def test_an_old_table_gains_the_entity_columns(postgres_server: PostgresServer,
+                                                    db: asyncpg.Pool) -> None:
+    await db.execute("DROP TABLE articles")
+    await db.execute(store.SCHEMA)  # the table as the first release created it
+    await db.execute(
+        "INSERT INTO articles (id, title, content_hash, entities) VALUES ('old', 'Old', 'h', $1)",
+        '[{"name": "Emomali Rahmon", "type": "person", "count": 2, "country": null}]',
+    )
+    pool = await store.connect(postgres_server.url)
+    try:
+        found = await store.search(pool, store.SearchQuery(person="emomali rahmon"))
+        assert [h.id for h in found.hits] == ["old"]
+        assert (await store.get_article(pool, "old") or {})["persons"] == ["Emomali Rahmon"]
+    finally:
+        await pool.close()

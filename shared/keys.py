@@ -1,0 +1,54 @@
+"""Every Redis key newsflow uses besides its streams (those are in streams.py), in one place.
+
+All start with `newsflow:`, so `redis-cli --scan --pattern 'newsflow:*'` lists them; a prefix is
+completed by what the comment says.
+"""
+
+PREFIX = "newsflow:"
+
+# Politeness, per host name (lower case), shared by every fetcher replica and the scheduler.
+HOST_SLOTS_PREFIX = PREFIX + "host:slots:"
+"""+ host: sorted set of the requests in flight to that host (member: a token; score: when its
+lease ends, in ms, so a slot held by a replica that died frees itself)."""
+HOST_NEXT_PREFIX = PREFIX + "host:next:"
+"""+ host: the earliest time (ms, Redis clock) the next request to that host may start."""
+
+ROBOTS_PREFIX = PREFIX + "robots:"
+"""+ origin ("https://example.com:443"): the site's robots.txt as JSON, expiring."""
+
+FETCHED_PREFIX = PREFIX + "fetched:"
+"""+ article id: hash of the last fetch of that URL (final_url, status, etag, last_modified,
+fetched_at); its presence means "already fetched". Expires after fetch_history_days."""
+
+FEEDS = PREFIX + "feeds"
+"""Hash: feed URL → its registration as JSON (every_s, added_at)."""
+FEEDS_DUE = PREFIX + "feeds:due"
+"""Sorted set: feed URL → when it is next due (Unix seconds)."""
+FEED_STATE_PREFIX = PREFIX + "feed:state:"
+"""+ feed URL: hash of its last poll (etag, last_modified, polled_at, status, entries, error)."""
+FEED_SEEN_PREFIX = PREFIX + "feed:seen:"
+"""+ feed URL: sorted set of the entry URLs seen in it (score: when last seen, Unix seconds)."""
+
+
+def host_slots(host: str) -> str:
+    return HOST_SLOTS_PREFIX + host
+
+
+def host_next(host: str) -> str:
+    return HOST_NEXT_PREFIX + host
+
+
+def robots(origin: str) -> str:
+    return ROBOTS_PREFIX + origin
+
+
+def fetched(article_id: str) -> str:
+    return FETCHED_PREFIX + article_id
+
+
+def feed_state(url: str) -> str:
+    return FEED_STATE_PREFIX + url
+
+
+def feed_seen(url: str) -> str:
+    return FEED_SEEN_PREFIX + url
