@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -66,6 +67,16 @@ def grams(text: str) -> Counter[tuple[str, ...]]:
     return Counter(tuple(tokens[i:i + 4]) for i in range(len(tokens) - 3))
 
 
+def site_names(want: dict[str, Any]) -> set[str]:
+    """Comparison keys of the page's own publisher (its name in the reference, its host)."""
+    host = urlsplit(want.get("url") or "").hostname or ""
+    labels = host.removeprefix("www.").split(".")
+    names = {want.get("publisher") or "", host.removeprefix("www."), labels[0],
+             labels[-2] if len(labels) > 1 else ""}
+    return {k for k in ("".join(c for c in unicodedata.normalize("NFKD", n.casefold())
+                                if c.isalnum()) for n in names) if k}
+
+
 def norm_title(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).casefold()
     return " ".join(WORD.findall(text))
@@ -108,9 +119,9 @@ def score(name: str, run: Callable[[str, str | None], Result], pages: dict[str, 
             a.casefold() for a in (want.get("authors") or [])}
         authors += author_ok
         # The reference often lists agencies and the site as authors; our contract is people only,
-        # so also score the pages whose reference names people only.
+        # so also score the pages whose reference names people only (no agency, no own site).
         ref = want.get("authors") or []
-        if clean_authors(ref) == ref:
+        if clean_authors(ref, site_names(want)) == ref:
             people_pages += 1
             people_ok += author_ok
         if show and (precisions[-1] < 0.9 or recalls[-1] < 0.9 or not author_ok or not day_ok

@@ -6,6 +6,7 @@ import html as html_lib
 import json
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -65,6 +66,8 @@ _TRAFILATURA_OPTIONS: dict[str, Any] = {
 # Below this, what is left is a menu or a caption, not an article (the shortest dev-set body has
 # 21 words).
 _MIN_WORDS = 10
+# A JSON-LD `articleBody` shorter than this (in word 4-grams) is a teaser, not the article.
+_MIN_LD_BODY_GRAMS = 50
 _TITLE_SEPARATORS = re.compile(r"\s+[|–—\-:·•»/ㅣ]{1,2}\s+|\s*[|｜：ㅣ]\s*")
 _DATE_ONLY = re.compile(r"^\s*[\d./\-\s]{6,}\s*$")
 _WORD = re.compile(r"\w+")
@@ -76,7 +79,18 @@ _BYLINE_PREFIX = re.compile(
     r"przez|autor(?:in)?\s*:?|author\s*:|from)\s+",
     re.IGNORECASE,
 )
+# "Capital Von Jemima Kelly": a label glued before the credit, as page text runs together.
+_INNER_BYLINE = re.compile(r"^.+?\s(?:By|Von|Par|Por|Door)\s+(?=\S+\s\S)")
+_NAME_PARTICLES = frozenset({
+    "von", "van", "der", "den", "de", "del", "della", "di", "da", "dos", "das", "du", "la", "le",
+    "bin", "ibn", "al", "el", "ter", "ten", "zu", "af", "y", "e",
+})
 _EMAIL = re.compile(r"\S+@\S+\.\w+")
+# A web address inside a byline ("mdr.de", "Deutsche Welle (www.dw.com)") names a site.
+_DOMAIN = re.compile(r"\w\.(?:com|net|org|info|news|co|[a-z]{2})(?![a-z])", re.IGNORECASE)
+# A role after the name: "Jane Doe, Reporter" is split at the comma; these are glued on.
+_ROLE_SUFFIX = re.compile(r"\s+(?:기자|특파원|記者|reporter|correspondent|staff writer)$",
+                          re.IGNORECASE)
 _AUTHOR_SPLIT = re.compile(r"\s*(?:,|;|/|\band\b|\bund\b|\bet\b|\by\b|\be\b|\bi\b|\bog\b|&|\+)\s*",
                            re.IGNORECASE)
 # Words that mark a byline as an organisation or a desk rather than a person (multilingual, short).
@@ -86,6 +100,9 @@ _ORG_MARKERS = frozenset({
     "news", "online", "dpa", "afp", "ap", "reuters", "apa", "kna", "epd", "sid", "ansa", "efe",
     "press", "presse", "media", "group", "gmbh", "ltd", "inc", "service", "services", "wire",
     "correspondent", "korrespondent", "zeitung", "times", "post", "tribune", "journal",
+    "red", "agenturen", "agences", "agencias", "agenzie", "nachrichten", "redakteur", "reporter",
+    "writer", "writers", "contributor", "contributors", "columnist", "reporters", "staffs",
+    "redaktionen", "folgen", "follow",  # a "Follow" button caught in a byline
 })
 
 
@@ -105,6 +122,7 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
     document = bare_extraction(tree, url=url, **_TRAFILATURA_OPTIONS)
     body = (document.text or "") if isinstance(document, Document) else ""
     paragraphs = clean_paragraphs(body.split("\n") if body else [])
+    paragraphs = _agree_with_ld_body(paragraphs, meta.ld_body())
     text = "\n\n".join(paragraphs)
     words = len(_WORD.findall(text))
     if words < _MIN_WORDS:
@@ -127,6 +145,39 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
     )
 
 
+def _agree_with_ld_body(paragraphs: list[str], ld_body: str) -> list[str]:
+    """Our paragraphs checked against the publisher's own JSON-LD `articleBody`, when it has one.
+
+    The JSON-LD body has no layout and sometimes gets cut or padded, so it is a second opinion,
+    not a replacement (measured on the dev set: replacing lost, this won ~0.003 body F1). When it
+    holds nearly all our text and much more, our extraction was cut short: take it. When our text
+    holds nearly all of it, drop our longer paragraphs it does not contain (teasers, captions).
+    """
+    ld_grams = _grams(ld_body)
+    ours = _grams(" ".join(paragraphs))
+    ld_total, our_total = sum(ld_grams.values()), sum(ours.values())
+    if ld_total < _MIN_LD_BODY_GRAMS or not our_total:
+        return paragraphs
+    common = sum((ours & ld_grams).values())
+    if common / our_total >= 0.95 and ld_total >= 1.3 * our_total:
+        return [ld_body]
+    if common / ld_total < 0.9 or common / our_total < 0.7:
+        return paragraphs
+    kept = []
+    for paragraph in paragraphs:
+        own = _grams(paragraph)
+        total = sum(own.values())
+        # Short lines (subheadings) carry too few word 4-grams to judge: kept.
+        if total <= 2 or sum((own & ld_grams).values()) / total >= 0.5:
+            kept.append(paragraph)
+    return kept
+
+
+def _grams(text: str) -> Counter[tuple[str, ...]]:
+    words = _WORD.findall(text.casefold())
+    return Counter(tuple(words[i:i + 4]) for i in range(len(words) - 3))
+
+
 # --- metadata --------------------------------------------------------------------------------
 
 
@@ -142,6 +193,7 @@ class _PageMeta:
         self.html_lang: str | None = None
         self.title_tag: str | None = None
         self.h1: list[str] = []
+        self.by_id: dict[str, dict[str, Any]] = {}
 
     @classmethod
     def read(cls, tree: HtmlElement, url: str | None) -> _PageMeta:
@@ -161,12 +213,18 @@ class _PageMeta:
         meta.title_tag = _clean(title.text_content()) if title is not None else None
         meta.h1 = [t for t in (_clean(h.text_content()) for h in tree.iter("h1")) if t]
         for node in _json_ld_nodes(tree):
+            if isinstance(node.get("@id"), str) and len(node) > 2:
+                meta.by_id.setdefault(node["@id"], node)
             types = {str(t).lower() for t in _as_list(node.get("@type"))}
             if types & _ARTICLE_TYPES and not meta.article:
                 meta.article = node
             elif types & _PAGE_TYPES and not meta.page:
                 meta.page = node
         return meta
+
+    def ld_body(self) -> str:
+        body = self.article.get("articleBody") if self.article else None
+        return _clean(body) if isinstance(body, str) else ""
 
     def _ld(self, key: str) -> Any:
         return self.article.get(key) if self.article else self.page.get(key)
@@ -193,12 +251,17 @@ class _PageMeta:
         site = self.site_name()
         raw = [_ld_text(self._ld("headline")), *self.metas.get("og:title", [])[:1],
                self.title_tag, *self.h1[:1], *self.metas.get("twitter:title", [])[:1]]
-        for candidate in raw:
-            if candidate:
-                stripped = strip_site_suffix(candidate, site, self.url)
-                if stripped:
-                    return stripped
-        return ""
+        candidates = [t for t in (strip_site_suffix(c, site, self.url) for c in raw if c) if t]
+        if not candidates:
+            return ""
+        best = candidates[0]
+        # "Headline | Sport" when another source says "Headline": the tail is a section label.
+        for other in candidates[1:]:
+            rest = best[len(other):] if best.startswith(other) else ""
+            separator = _TITLE_SEPARATORS.match(rest)
+            if separator and len(rest[separator.end():].split()) <= 3:
+                return other
+        return best
 
     def site_name(self) -> str | None:
         for value in self.metas.get("og:site_name", []):
@@ -214,16 +277,35 @@ class _PageMeta:
         return host.removeprefix("www.") if host else None
 
     def _organisations(self) -> set[str]:
-        names = {self.site_name() or ""}
-        for node in _as_list(self._ld("publisher")):
-            if isinstance(node, dict):
-                names.add(_ld_text(node.get("name")) or "")
-        return {_fold(n) for n in names if n}
+        """Comparison keys of the site's own names: a byline naming them names no person."""
+        names = {_ld_text(node.get("name")) if isinstance(node, dict) else None
+                 for node in _as_list(self._ld("publisher"))}
+        keys = _site_keys(self.site_name(), self.canonical_url() or self.url)
+        return keys | {_fold(n) for n in names if n}
 
     def authors(self, tree: HtmlElement) -> list[str]:
+        # Sources best first; the first that names a person wins. A source that names only
+        # organisations, e-mail addresses or profile URLs gives way to the next.
+        organisations = self._organisations()
+        for raw in self._author_sources(tree):
+            names = clean_authors(raw, organisations)
+            if names:
+                return names
+        return []
+
+    def _author_sources(self, tree: HtmlElement) -> Iterator[list[str]]:
+        yield self._ld_people()
+        yield [v for key in _AUTHOR_METAS for v in self.metas.get(key, [])]
+        byline = _trafilatura_author(tree)  # the slowest source: only when the others fail
+        yield byline.split(";") if byline else []
+
+    def _ld_people(self) -> list[str]:
         raw: list[str] = []
-        for node in _as_list(self._ld("author")) + _as_list(self._ld("creator")):
+        for entry in _as_list(self._ld("author")) + _as_list(self._ld("creator")):
+            node = entry
             if isinstance(node, dict):
+                # {"@id": …} points at a node elsewhere in the graph.
+                node = self.by_id.get(str(node.get("@id")), node) if len(node) <= 2 else node
                 types = {str(t).lower() for t in _as_list(node.get("@type"))}
                 if types and "person" not in types:
                     continue
@@ -235,15 +317,7 @@ class _PageMeta:
                     raw.append(name)
             elif isinstance(node, str):
                 raw.append(node)
-        if not raw:
-            raw = [v for key in ("author", "article:author", "dc.creator", "sailthru.author",
-                                 "parsely-author", "byl")
-                   for v in self.metas.get(key, [])]
-        if not raw:
-            byline = _trafilatura_author(tree)
-            if byline:
-                raw = byline.split(";")
-        return clean_authors(raw, self._organisations())
+        return raw
 
     def _dates(self, ld_key: str, meta_keys: Iterable[str]) -> Iterator[str]:
         value = self._ld(ld_key)
@@ -324,14 +398,16 @@ class _PageMeta:
         return _unique(t for t in (_clean(r) for r in raw) if t and len(t) <= 80)
 
     def paywalled(self) -> bool:
-        nodes = [self.article, *(_as_list(self.article.get("hasPart")) if self.article else [])]
-        for node in nodes:
-            if isinstance(node, dict):
-                free = node.get("isAccessibleForFree")
-                if free is False or str(free).strip().lower() == "false":
-                    return True
-        tiers = {v.lower() for v in self.metas.get("article:content_tier", [])}
-        return bool(tiers & {"locked", "metered"})
+        """Whether the page says its text is cut for non-subscribers (schema.org or meta)."""
+        nodes = [self.article or self.page]
+        nodes += [n for n in _as_list(nodes[0].get("hasPart")) if isinstance(n, dict)]
+        flags = [n.get("isAccessibleForFree") for n in nodes if isinstance(n, dict)]
+        flags += self.metas.get("isaccessibleforfree", [])  # microdata <meta itemprop=…>
+        if any(f is False or str(f).strip().lower() in {"false", "no", "0"} for f in flags):
+            return True
+        tiers = {v.lower() for key in ("article:content_tier", "og:article:content_tier")
+                 for v in self.metas.get(key, [])}
+        return bool(tiers & {"locked", "metered", "premium"})
 
 
 # Where a field lives: <meta> keys, best first, then the JSON-LD key (if any) as a last resort.
@@ -344,6 +420,8 @@ _PUBLISHED_METAS = (
     "publishdate", "publish-date", "publication_date", "date", "dc.date.issued", "dc.date",
     "dcterms.date", "sailthru.date", "parsely-pub-date", "article.published", "published_time",
 )
+_AUTHOR_METAS = ("author", "article:author", "dc.creator", "sailthru.author", "parsely-author",
+                 "byl", "twitter:misc:written by")
 _MODIFIED_METAS = (
     "article:modified_time", "og:updated_time", "datemodified", "last-modified", "dc.date.modified",
     "dcterms.modified", "article.updated",
@@ -480,16 +558,18 @@ def clean_authors(raw: Iterable[str], organisations: set[str] | None = None) -> 
     organisations = organisations or set()
     names: list[str] = []
     for entry in raw:
-        byline = _clean(entry)
-        if byline.startswith(("http://", "https://", "/")):
+        byline = _EMAIL.sub(" ", _clean(entry))
+        if byline.startswith(("http://", "https://", "/")) or _DOMAIN.search(byline):
             continue
-        byline = _EMAIL.sub(" ", re.sub(r"\(.*?\)|\[.*?\]", " ", byline))
+        byline = re.sub(r"\(.*?\)|\[.*?\]", " ", byline)
         while (stripped := _BYLINE_PREFIX.sub("", byline)) != byline:
             byline = stripped
         for part in _AUTHOR_SPLIT.split(byline):
-            name = _BYLINE_PREFIX.sub("", part).strip(" .,:;|-–—·'\"")
+            name = _BYLINE_PREFIX.sub("", part).strip(" .,:;|-–—·'\"()[]")
+            name = _ROLE_SUFFIX.sub("", _INNER_BYLINE.sub("", name))
             if _is_person_name(name, organisations):
-                names.append(name)
+                # "JANE DOE" → "Jane Doe"; mixed case ("Jane McDoe") is the page's own spelling.
+                names.append(name.title() if name.isupper() else name)
     return _unique(names)
 
 
@@ -502,7 +582,12 @@ def _is_person_name(name: str, organisations: set[str]) -> bool:
     key = _fold(name)
     if key in organisations or any(len(o) > 3 and o in key for o in organisations):
         return False
-    if {_fold(w) for w in words} & _ORG_MARKERS:
+    # Word by word, hyphenated parts too: "MDR Thüringen", "MM-Redaktion", "Red" (Redaktion).
+    parts = {_fold(p) for p in re.split(r"[\s\-‐/]+", name)}
+    if parts & (_ORG_MARKERS | organisations):
+        return False
+    # In scripts with case a name's words are capitalised, but for particles ("van der", "de").
+    if any(w[0].islower() and w not in _NAME_PARTICLES for w in words):
         return False
     # A single all-caps token ("DPA", "AFP") is an agency code, not a person.
     return not (len(words) == 1 and name.isupper())

@@ -200,3 +200,84 @@ def test_clean_paragraphs() -> None:
     assert clean_paragraphs(lines) == ["Real text here.", "Second paragraph."]
     assert is_teaser_heading("Mehr zum Thema Ukraine")
     assert not is_teaser_heading("Popular uprising spreads to the capital")
+
+
+@pytest.mark.parametrize(("head", "want"), [
+    ('<script type="application/ld+json">{"@type": "NewsArticle", "headline": "Budget talks",'
+     ' "isAccessibleForFree": "False"}</script>', True),
+    ('<script type="application/ld+json">{"@type": "NewsArticle", "isAccessibleForFree": true,'
+     ' "hasPart": {"@type": "WebPageElement", "isAccessibleForFree": false}}</script>', True),
+    ('<script type="application/ld+json">{"@type": "NewsArticle", "isAccessibleForFree": true}'
+     "</script>", False),
+    ('<meta property="article:content_tier" content="locked">', True),
+    ('<meta property="article:content_tier" content="free">', False),
+    ('<meta itemprop="isAccessibleForFree" content="false">', True),
+    ("", False),
+])
+def test_paywall_flag(head: str, want: bool) -> None:
+    assert extract_article(page(head)).paywalled is want
+
+
+@pytest.mark.parametrize(("raw", "want"), [
+    (["Jane Doe and John Smith"], ["Jane Doe", "John Smith"]),
+    (["Jane Doe, John Smith"], ["Jane Doe", "John Smith"]),
+    (["JANE DOE"], ["Jane Doe"]),
+    (["신현주 기자"], ["신현주"]),
+    (["Jane Doe Reporter"], ["Jane Doe"]),
+    (["Capital Von Jemima Kelly"], ["Jemima Kelly"]),
+    (["Ursula von der Leyen"], ["Ursula von der Leyen"]),
+    (["mdr.de", "Deutsche Welle (www.dw.com)"], []),
+    (["Red", "Agenturen", "MM-Redaktion"], []),
+    (["Daily Planet Thüringen"], []),
+    (["Marcel Sommer Sendung hr-INFO"], []),
+])
+def test_author_rules(raw: list[str], want: list[str]) -> None:
+    assert clean_authors(raw, {"dailyplanet", "daily", "planet"}) == want
+
+
+def test_authors_fall_back_when_the_first_source_names_no_person() -> None:
+    ld = {"@type": "NewsArticle", "author": {"@type": "Person", "name": "Daily Planet"}}
+    head = (f'<script type="application/ld+json">{json.dumps(ld)}</script>'
+            '<meta property="og:site_name" content="Daily Planet">'
+            '<meta name="author" content="jane@planet.example">'
+            '<meta name="twitter:misc:Written by" content="Jane Doe">')
+    assert extract_article(page(head)).authors == ["Jane Doe"]
+
+
+def test_author_by_graph_reference() -> None:
+    ld = {"@graph": [
+        {"@type": "NewsArticle", "headline": "Budget talks", "author": {"@id": "#jane"}},
+        {"@type": "Person", "@id": "#jane", "name": "Jane Doe"},
+    ]}
+    head = f'<script type="application/ld+json">{json.dumps(ld)}</script>'
+    assert extract_article(page(head)).authors == ["Jane Doe"]
+
+
+def test_title_drops_a_section_label_another_source_lacks() -> None:
+    head = ('<script type="application/ld+json">{"@type": "NewsArticle",'
+            ' "headline": "Budget talks stall | Politics"}</script>'
+            '<meta property="og:title" content="Budget talks stall">')
+    assert extract_article(page(head)).title == "Budget talks stall"
+
+
+def test_ld_body_drops_paragraphs_the_publisher_body_lacks() -> None:
+    sentences = [f"Council member {n} said the budget for the {n}th district would grow next year."
+                 for n in range(1, 13)]
+    teaser = "Read our guide to the best holiday destinations in the whole of Europe this summer."
+    body = "".join(f"<p>{s}</p>" for s in sentences[:6]) + f"<p>{teaser}</p>" + "".join(
+        f"<p>{s}</p>" for s in sentences[6:])
+    ld = {"@type": "NewsArticle", "articleBody": " ".join(sentences)}
+    head = f'<script type="application/ld+json">{json.dumps(ld)}</script>'
+    with_ld = extract_article(page(head, body))
+    assert teaser not in with_ld.text
+    assert all(s in with_ld.text for s in sentences)
+    assert teaser in extract_article(page("", body)).text
+
+
+def test_ld_body_replaces_a_truncated_extraction() -> None:
+    ld_sentences = [f"Paragraph {n} of the full story tells what happened in district {n}."
+                    for n in range(1, 31)]
+    ld = {"@type": "NewsArticle", "articleBody": " ".join(ld_sentences)}
+    head = f'<script type="application/ld+json">{json.dumps(ld)}</script>'
+    body = "".join(f"<p>{s}</p>" for s in ld_sentences[:8])
+    assert ld_sentences[-1] in extract_article(page(head, body)).text
