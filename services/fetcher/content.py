@@ -8,6 +8,26 @@ import charset_normalizer
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 
+XML_TYPES = frozenset(
+    {
+        "application/xml",
+        "text/xml",
+        "application/rss+xml",
+        "application/atom+xml",
+        "application/rdf+xml",
+        "application/x-rss+xml",
+        # Sitemaps are often served as gzipped files (sitemap.xml.gz), not Content-Encoded.
+        "application/gzip",
+        "application/x-gzip",
+    }
+)
+"""Types a feed or sitemap may come with."""
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+# The root elements of the XML newsflow reads: feeds (RSS, Atom, RDF) and sitemaps.
+_XML_STARTS = (b"<?xml", b"<rss", b"<feed", b"<rdf:rdf", b"<urlset", b"<sitemapindex")
+
 # Types that say nothing about the content, so the body is sniffed (WHATWG MIME sniffing does the
 # same). text/plain is not among them: browsers never render it as HTML either.
 SNIFFED_TYPES = frozenset(
@@ -107,6 +127,19 @@ def looks_like_html(head: bytes) -> bool:
         head.startswith(start) and head[len(start) : len(start) + 1] in _TAG_ENDS
         for start in _HTML_STARTS
     )
+
+
+def looks_like_xml(head: bytes) -> bool:
+    """Whether the first bytes of a body with no useful Content-Type are a feed, a sitemap or
+    other XML (or a gzip file, as sitemaps often are)."""
+    if head.startswith(GZIP_MAGIC):
+        return True
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        head = head.decode("utf-16", "ignore").encode("utf-8", "ignore")
+    head = head.removeprefix(codecs.BOM_UTF8).lstrip(b" \t\n\x0c\r").lower()
+    while head.startswith(b"<!--"):
+        head = head.partition(b"-->")[2].lstrip(b" \t\n\x0c\r")
+    return head.startswith(_XML_STARTS)
 
 
 def decode_html(body: bytes, header_charset: str | None) -> tuple[str, str]:

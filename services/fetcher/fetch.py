@@ -1,4 +1,5 @@
-"""Fetch one web page safely: SSRF guard, redirects by hand, size and type limits, charset."""
+"""Fetch one web page (or feed, sitemap, robots.txt) safely: SSRF guard, redirects by hand, size
+and type limits, charset, conditional GET."""
 
 import asyncio
 import dataclasses
@@ -6,7 +7,7 @@ import email.utils
 import logging
 import time
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
@@ -17,16 +18,22 @@ from services.fetcher.content import (
     HTML_TYPES,
     SNIFF_BYTES,
     SNIFFED_TYPES,
+    XML_TYPES,
     Decompressor,
     decode_html,
     looks_like_html,
+    looks_like_xml,
     parse_content_type,
 )
-from services.fetcher.ssrf import Resolver, parse_ip, refusal_reason, resolve_host
+from services.fetcher.ssrf import Resolver, guard_reason, parse_ip, parse_networks, resolve_host
 from shared.errors import NewsflowError, PermanentError, TransientError
 from shared.settings import Settings
 
 __all__ = [
+    "PAGE",
+    "ROBOTS",
+    "XML",
+    "DocumentKind",
     "FetchError",
     "FetchFailed",
     "FetchRefused",
@@ -36,6 +43,7 @@ __all__ = [
     "PageTooLarge",
     "Resolver",
     "TooManyRedirects",
+    "WrongContentType",
     "fetch_page",
     "make_client",
     "resolve_host",
@@ -46,11 +54,53 @@ logger = logging.getLogger(__name__)
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _DECODE_IN_THREAD_BYTES = 256 * 1024
 _ACCEPT = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"
+_ROBOTS_MAX_BYTES = 500 * 1024
+"""RFC 9309: a crawler must parse at least the first 500 KiB of a robots.txt; the rest is cut."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DocumentKind:
+    """What a fetch expects back: which content types, how an untyped body is recognised, how
+    much of it may be read, and whether it is decoded as HTML text."""
+
+    label: str
+    accept: str
+    """The Accept header sent."""
+    types: frozenset[str] | None
+    """Content types taken as they are; None takes any."""
+    sniffed_types: frozenset[str]
+    """Content types whose body is sniffed with `sniff` instead of being refused."""
+    sniff: Callable[[bytes], bool]
+    max_bytes: Callable[[Settings], int]
+    decode: bool
+    """Decode as HTML text (into `html`); otherwise the bytes are kept (in `raw`)."""
+    truncate: bool = False
+    """Keep the first `max_bytes` of a longer body instead of refusing it."""
+
+
+PAGE = DocumentKind(
+    "HTML", _ACCEPT, HTML_TYPES, SNIFFED_TYPES, looks_like_html,
+    lambda s: s.max_page_bytes, decode=True,
+)
+XML = DocumentKind(
+    "XML",
+    "application/rss+xml,application/atom+xml,application/xml;q=0.9,text/xml;q=0.9,*/*;q=0.1",
+    XML_TYPES,
+    # Feeds and sitemaps are often served with a wrong type; their first bytes tell.
+    SNIFFED_TYPES | {"text/plain", "text/html"},
+    looks_like_xml,
+    lambda s: s.max_source_bytes,
+    decode=False,
+)
+ROBOTS = DocumentKind(
+    "robots.txt", "text/plain,*/*;q=0.1", None, frozenset(), lambda _: True,
+    lambda _: _ROBOTS_MAX_BYTES, decode=False, truncate=True,
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class FetchedPage:
-    """A fetched HTML page, decoded."""
+    """A fetched page, decoded (or, for kinds not decoded, its bytes); a 304 has no body."""
 
     url: str
     """As requested."""
@@ -63,6 +113,15 @@ class FetchedPage:
     size_bytes: int
     """Bytes of body read, after decompression."""
     elapsed_ms: float
+    etag: str | None = None
+    last_modified: str | None = None
+    raw: bytes = b""
+    """The body, for kinds that are not decoded as HTML (feeds, sitemaps, robots.txt)."""
+
+    @property
+    def not_modified(self) -> bool:
+        """The server answered a conditional GET with 304: what was fetched before still holds."""
+        return self.status == 304
 
 
 # The errors fetch_page raises, in the tree of shared/errors.py. Each has `url` (the hop that
@@ -72,8 +131,10 @@ class FetchedPage:
 #   ├── FetchFailed (PermanentError)       never works: a 4xx other than 408/429, a bad URL…
 #   │   ├── FetchRefused                   the SSRF guard: non-public address, scheme not http(s)
 #   │   ├── TooManyRedirects
-#   │   ├── NotHtml
-#   │   └── PageTooLarge
+#   │   ├── WrongContentType
+#   │   │   └── NotHtml
+#   │   ├── PageTooLarge
+#   │   └── DisallowedByRobots           robots.txt forbids it (raised by crawl.py)
 #   └── FetchUnavailable (TransientError)  try later: timeout, connection or DNS failure, 5xx,
 #                                          408, 429; `retry_after_s` from Retry-After if given
 
@@ -100,7 +161,11 @@ class TooManyRedirects(FetchFailed):
     """More redirects than settings.max_redirects."""
 
 
-class NotHtml(FetchFailed):
+class WrongContentType(FetchFailed):
+    """The response is not of a type the fetch expects (HTML, or XML for feeds and sitemaps)."""
+
+
+class NotHtml(WrongContentType):
     """The response is not an HTML page."""
 
 
@@ -135,34 +200,48 @@ def make_client(settings: Settings) -> httpx.AsyncClient:
 
 
 async def fetch_page(
-    client: httpx.AsyncClient, url: str, settings: Settings, resolve: Resolver = resolve_host
+    client: httpx.AsyncClient,
+    url: str,
+    settings: Settings,
+    resolve: Resolver = resolve_host,
+    *,
+    kind: DocumentKind = PAGE,
+    validators: Mapping[str, str] | None = None,
 ) -> FetchedPage:
-    """GET an HTML page, following up to settings.max_redirects redirects, each checked by the
-    SSRF guard. The whole fetch, DNS and redirects included, must end within
-    settings.fetch_timeout_s, so a server dripping bytes cannot hold a worker forever.
+    """GET an HTML page (or another `kind` of document), following up to settings.max_redirects
+    redirects, each checked by the SSRF guard. The whole fetch, DNS and redirects included, must
+    end within settings.fetch_timeout_s, so a server dripping bytes cannot hold a worker forever.
+    `validators` ("etag", "last_modified" from an earlier fetch) make it a conditional GET; a 304
+    answer comes back as a page with `not_modified` and no body.
     Raises FetchFailed (permanent) or FetchUnavailable (transient)."""
     started = time.perf_counter()
     try:
         async with asyncio.timeout(settings.fetch_timeout_s):
-            page = await _follow(client, url, settings, resolve)
+            page = await _follow(client, url, settings, resolve, kind, validators or {})
     except TimeoutError:
         raise FetchUnavailable(url, f"timed out after {settings.fetch_timeout_s:g} s") from None
     return dataclasses.replace(page, elapsed_ms=(time.perf_counter() - started) * 1000)
 
 
 async def _follow(
-    client: httpx.AsyncClient, url: str, settings: Settings, resolve: Resolver
+    client: httpx.AsyncClient, url: str, settings: Settings, resolve: Resolver,
+    kind: DocumentKind, validators: Mapping[str, str],
 ) -> FetchedPage:
     target = _parse_url(url)
     redirects = 0
+    conditional = _conditional_headers(validators)
     while True:
         addresses = await _checked_addresses(target, settings, resolve)
         try:
-            async with _send(client, target, addresses, settings) as response:
+            async with _send(
+                client, target, addresses, settings, kind, conditional
+            ) as response:
                 location = response.headers.get("location")
+                if response.status_code == 304 and conditional:
+                    return _not_modified(url, target, response)
                 if response.status_code not in _REDIRECT_STATUSES or location is None:
                     _raise_for_status(target, response)
-                    return await _read_page(url, target, response, settings)
+                    return await _read_page(url, target, response, settings, kind)
                 if redirects >= settings.max_redirects:
                     raise TooManyRedirects(
                         str(target),
@@ -178,6 +257,29 @@ async def _follow(
         next_target = _parse_url(location, base=target)
         logger.debug("redirect %d %s -> %s", redirects, target, next_target)
         target = next_target
+
+
+def _conditional_headers(validators: Mapping[str, str]) -> dict[str, str]:
+    headers = {}
+    if etag := validators.get("etag"):
+        headers["If-None-Match"] = etag
+    if last_modified := validators.get("last_modified"):
+        headers["If-Modified-Since"] = last_modified
+    return headers
+
+
+def _validators(response: httpx.Response) -> tuple[str | None, str | None]:
+    """The ETag and Last-Modified of a response, for the next conditional GET."""
+    return response.headers.get("etag"), response.headers.get("last-modified")
+
+
+def _not_modified(requested: str, url: httpx.URL, response: httpx.Response) -> FetchedPage:
+    media_type, _ = parse_content_type(response.headers.get("content-type"))
+    etag, last_modified = _validators(response)
+    return FetchedPage(
+        url=requested, final_url=str(url), status=304, content_type=media_type, html="",
+        size_bytes=0, elapsed_ms=0.0, etag=etag, last_modified=last_modified,
+    )
 
 
 def _parse_url(url: str, base: httpx.URL | None = None) -> httpx.URL:
@@ -199,9 +301,10 @@ async def _checked_addresses(url: httpx.URL, settings: Settings, resolve: Resolv
         raise FetchFailed(str(url), "no host in URL")
     if settings.allow_private_networks:
         return []
+    allowed = parse_networks(settings.allowed_networks)
     literal = parse_ip(host)
     if literal is not None:
-        if reason := refusal_reason(literal):
+        if reason := guard_reason(literal, allowed):
             raise FetchRefused(str(url), f"refused {reason} address {literal}")
         return []
     port = url.port or (443 if url.scheme == "https" else 80)
@@ -217,7 +320,7 @@ async def _checked_addresses(url: httpx.URL, settings: Settings, resolve: Resolv
         ip = parse_ip(address)
         if ip is None:
             raise FetchRefused(str(url), f"{host} resolves to {address!r}, not an IP address")
-        if reason := refusal_reason(ip):
+        if reason := guard_reason(ip, allowed):
             raise FetchRefused(str(url), f"{host} resolves to {reason} address {ip}")
     # DNS rebinding: a name could resolve to a public address for the check above and to a
     # private one when the transport resolves it again to connect. Plain http is therefore
@@ -231,15 +334,17 @@ async def _checked_addresses(url: httpx.URL, settings: Settings, resolve: Resolv
 
 @asynccontextmanager
 async def _send(
-    client: httpx.AsyncClient, url: httpx.URL, addresses: list[str], settings: Settings
+    client: httpx.AsyncClient, url: httpx.URL, addresses: list[str], settings: Settings,
+    kind: DocumentKind, conditional: Mapping[str, str],
 ) -> AsyncIterator[httpx.Response]:
     """Send the GET and stream its response; with addresses, connect to the first that accepts."""
     # Set on every request, not only in make_client: the client may come from elsewhere, and the
     # Accept-Encoding must be one Decompressor reads.
     headers = {
         "User-Agent": settings.user_agent,
-        "Accept": _ACCEPT,
+        "Accept": kind.accept,
         "Accept-Encoding": ACCEPT_ENCODING,
+        **conditional,
     }
     if addresses:
         headers["Host"] = url.netloc.decode("ascii")
@@ -298,22 +403,32 @@ def _retry_after_s(value: str | None) -> float | None:
 
 
 async def _read_page(
-    requested: str, url: httpx.URL, response: httpx.Response, settings: Settings
+    requested: str, url: httpx.URL, response: httpx.Response, settings: Settings,
+    kind: DocumentKind,
 ) -> FetchedPage:
     """Check the type and size of a 2xx response, stream its body within the cap and decode it."""
     status = response.status_code
-    cap = settings.max_page_bytes
+    cap = kind.max_bytes(settings)
     media_type, charset = parse_content_type(response.headers.get("content-type"))
-    sniff = media_type in SNIFFED_TYPES
-    if not sniff and media_type not in HTML_TYPES:
-        raise NotHtml(str(url), f"content type {media_type!r} is not HTML", status)
+    sniff = kind.types is not None and media_type in kind.sniffed_types
+    if kind.types is not None and not sniff and media_type not in kind.types:
+        error = NotHtml if kind is PAGE else WrongContentType
+        raise error(str(url), f"content type {media_type!r} is not {kind.label}", status)
     declared = response.headers.get("content-length", "").strip()
     # Compressed or not, a body declared over the cap is refused before reading any of it.
-    if declared.isdigit() and int(declared) > cap:
+    if declared.isdigit() and int(declared) > cap and not kind.truncate:
         reason = f"Content-Length {declared} is over the {cap}-byte cap"
         raise PageTooLarge(str(url), reason, status)
 
-    body = await _read_body(url, response, cap, sniff)
+    body = await _read_body(url, response, cap, kind, sniff)
+    etag, last_modified = _validators(response)
+    if not kind.decode:
+        logger.debug("fetched %s %d bytes %s", url, len(body), media_type or "sniffed")
+        return FetchedPage(
+            url=requested, final_url=str(url), status=status, content_type=media_type,
+            html="", size_bytes=len(body), elapsed_ms=0.0, raw=body, etag=etag,
+            last_modified=last_modified,
+        )
 
     # Charset detection on a page of megabytes takes ~0.1 s of CPU: not on the event loop.
     if len(body) > _DECODE_IN_THREAD_BYTES:
@@ -329,12 +444,16 @@ async def _read_page(
         html=html,
         size_bytes=len(body),
         elapsed_ms=0.0,
+        etag=etag,
+        last_modified=last_modified,
     )
 
 
-async def _read_body(url: httpx.URL, response: httpx.Response, cap: int, sniff: bool) -> bytes:
-    """The decompressed body, refused as soon as it passes `cap` bytes or, when `sniff`, as soon
-    as its first bytes show it is not HTML."""
+async def _read_body(
+    url: httpx.URL, response: httpx.Response, cap: int, kind: DocumentKind, sniff: bool
+) -> bytes:
+    """The decompressed body, refused as soon as it passes `cap` bytes (cut there instead for a
+    kind that truncates) or, when `sniff`, as soon as its first bytes show it is not `kind`."""
     status = response.status_code
     try:
         decompressor = Decompressor(response.headers.get("content-encoding", ""))
@@ -357,7 +476,7 @@ async def _read_body(url: httpx.URL, response: httpx.Response, cap: int, sniff: 
             if len(body) > cap:
                 break
             if sniff and len(body) >= SNIFF_BYTES:
-                _check_sniffed(url, body, status)
+                _check_sniffed(url, body, status, kind)
                 sniff = False
         else:
             body += decompressor.flush()
@@ -365,9 +484,11 @@ async def _read_body(url: httpx.URL, response: httpx.Response, cap: int, sniff: 
         reason = f"corrupt {decompressor.encoding} body ({exc})"
         raise FetchFailed(str(url), reason, status) from exc
     if len(body) > cap:
+        if kind.truncate:
+            return bytes(body[:cap])
         raise PageTooLarge(str(url), f"body is over the {cap}-byte cap", status)
     if sniff:
-        _check_sniffed(url, body, status)
+        _check_sniffed(url, body, status, kind)
     return bytes(body)
 
 
@@ -375,7 +496,7 @@ async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-def _check_sniffed(url: httpx.URL, body: bytearray, status: int) -> None:
-    if not looks_like_html(bytes(body[:SNIFF_BYTES])):
-        reason = "no HTML content type, and the body does not look like HTML"
-        raise NotHtml(str(url), reason, status)
+def _check_sniffed(url: httpx.URL, body: bytearray, status: int, kind: DocumentKind) -> None:
+    if not kind.sniff(bytes(body[:SNIFF_BYTES])):
+        reason = f"no {kind.label} content type, and the body does not look like {kind.label}"
+        raise (NotHtml if kind is PAGE else WrongContentType)(str(url), reason, status)

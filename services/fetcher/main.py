@@ -1,41 +1,32 @@
 """fetcher: reads submitted articles, fetches their pages (or takes the HTML given), emits them."""
 
-import logging
+from faststream.asgi import AsgiFastStream
 
-from faststream import FastStream
-
-from services.fetcher.fetch import fetch_page, make_client
+from services.fetcher.crawl import Crawler
+from services.fetcher.fetch import make_client
 from shared.broker import Stage
-from shared.messages import ArticleFetched, ArticleSubmitted
+from shared.messages import ArticleSubmitted
 from shared.settings import Settings
-from shared.streams import FETCHED, SUBMITTED
-
-logger = logging.getLogger("newsflow.fetcher")
+from shared.streams import FETCHED, INDEXED, SUBMITTED
 
 
-def create_app(settings: Settings) -> FastStream:
+def create_app(settings: Settings) -> AsgiFastStream:
     stage = Stage("fetcher", settings)
     client = make_client(settings)
     stage.app.after_shutdown(client.aclose)
+    crawler = Crawler(client, stage.redis, settings)
+    # One outcome per article, on one of three streams: the page (articles:fetched); "done" for
+    # a URL skipped or unchanged (articles:indexed, so `publish --wait` ends); or the article
+    # itself, back in the queue, when its host is busy. A FastStream publisher decorator would
+    # publish on every stream, and publishes an empty entry for None, so each is explicit.
+    publishers = {
+        s.name: stage.broker.publisher(stream=s.name) for s in (FETCHED, INDEXED, SUBMITTED)
+    }
 
     @stage.consume(SUBMITTED, max_workers=settings.fetch_concurrency)
-    @stage.publishes(FETCHED)
-    async def on_article_submitted(event: ArticleSubmitted) -> ArticleFetched:
-        if event.html is not None:
-            logger.info("received %s %s %d KB of HTML", event.id, event.url or "(no url)",
-                        len(event.html.encode()) // 1024)
-            return ArticleFetched(
-                id=event.id, url=event.url, final_url=event.url, html=event.html,
-                size_bytes=len(event.html.encode()), trace=event.traced("fetched"),
-            )
-        # ArticleSubmitted guarantees a url when there is no html.
-        page = await fetch_page(client, event.url or "", settings)
-        logger.info("fetched %s %s %d %d KB %.0f ms", event.id, page.final_url, page.status,
-                    page.size_bytes // 1024, page.elapsed_ms)
-        return ArticleFetched(
-            id=event.id, url=event.url, final_url=page.final_url, status=page.status,
-            content_type=page.content_type, html=page.html, size_bytes=page.size_bytes,
-            elapsed_ms=page.elapsed_ms, trace=event.traced("fetched"),
-        )
+    async def on_article_submitted(event: ArticleSubmitted) -> None:
+        outcome = await crawler.fetch_article(event)
+        await publishers[outcome.stream.name].publish(outcome.event, correlation_id=event.id)
+        await crawler.remember(event, outcome)
 
     return stage.app

@@ -29,6 +29,27 @@ def parse_ip(text: str) -> IPAddress | None:
         return None
 
 
+def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """A comma-separated list of networks ("10.1.0.0/16, 127.0.0.1") as networks; a bad entry
+    raises ValueError naming it."""
+    networks = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError as exc:
+            raise ValueError(f"not a network: {part!r}") from exc
+    return tuple(networks)
+
+
+def guard_reason(
+    ip: IPAddress, allowed: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+) -> str | None:
+    """Why the fetcher must not connect to `ip`, unless an allowed network holds it."""
+    if any(ip.version == net.version and ip in net for net in allowed):
+        return None
+    return refusal_reason(ip)
+
+
 def refusal_reason(ip: IPAddress) -> str | None:
     """Why the fetcher must not connect to `ip` ("loopback"…), or None if it is public."""
     if isinstance(ip, ipaddress.IPv6Address):

@@ -846,3 +846,20 @@ async def test_real_server_statuses(server: str) -> None:
 async def test_real_server_refused_connection_is_transient() -> None:
     with pytest.raises(FetchUnavailable, match="ConnectError"):
         await fetch_local("http://127.0.0.1:9/")
+
+
+async def test_an_allowed_network_is_opened_and_nothing_else() -> None:
+    settings = make_settings(allowed_networks="10.20.0.0/16, 127.0.0.1")
+    recorder = Recorder({"wiki.corp/": html_response(), "intranet.example/": html_response()})
+    dns = FakeDNS({"wiki.corp": ["10.20.3.4"], "intranet.example": ["10.0.0.1"]})
+    page = await fetch(recorder, "http://wiki.corp/", settings, dns=dns)
+    assert page.status == 200
+    with pytest.raises(FetchRefused, match=re.escape("10.0.0.1")):
+        await fetch(recorder, "http://intranet.example/", settings, dns=dns)
+    with pytest.raises(FetchRefused, match="link-local"):
+        await fetch(recorder, "http://169.254.169.254/latest/", settings, dns=dns)
+
+
+def test_a_bad_allowed_network_is_refused_at_start_up() -> None:
+    with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6 network"):
+        make_settings(allowed_networks="10.0.0.0/8, intranet")
