@@ -1,0 +1,1 @@
+"""Benchmarks and proofs, run by hand (see each script's docstring)."""
