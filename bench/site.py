@@ -3,6 +3,7 @@ languages, realistic markup with boilerplate around the story), plus pages that 
 
 import json
 import random
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -167,6 +168,11 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     site: "Site"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A fetcher killed mid-request, or one refusing an oversized page, hangs up: expected.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class Site:

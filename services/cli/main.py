@@ -9,9 +9,14 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import asyncpg
+import redis
 import redis.asyncio as aioredis
 import typer
 import uvicorn
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import MofNCompleteColumn, Progress
 
 from services.cli import feeds, pipeline
 from shared import store
@@ -42,25 +47,40 @@ def _redis(settings: Settings) -> aioredis.Redis:
 
 
 def _with_redis(work: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+    settings = Settings()
+
     async def go() -> T:
-        client = _redis(Settings())
+        client = _redis(settings)
         try:
             return await work(client)
         finally:
             await client.aclose()
 
-    return asyncio.run(go())
+    try:
+        return asyncio.run(go())
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        typer.echo(f"error: cannot reach Redis at {settings.redis_url} (REDIS_URL): {exc}",
+                   err=True)
+        raise typer.Exit(1) from None
 
 
 def _with_store(work: Callable[[Any], Awaitable[T]]) -> T:
+    settings = Settings()
+
     async def go() -> T:
-        pool = await store.connect(Settings().database_url, max_size=2)
+        pool = await store.connect(settings.database_url, max_size=2)
         try:
             return await work(pool)
         finally:
             await pool.close()
 
-    return asyncio.run(go())
+    try:
+        return asyncio.run(go())
+    except (OSError, asyncpg.PostgresError) as exc:
+        where = settings.database_url.rsplit("@", 1)[-1]  # not the password
+        typer.echo(f"error: cannot reach the search store at {where} (DATABASE_URL): {exc}",
+                   err=True)
+        raise typer.Exit(1) from None
 
 
 def _json(value: Any) -> str:
@@ -88,6 +108,21 @@ def run(service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICE
     uvicorn.run(module.create_app(settings), host=settings.api_host, port=port, log_config=None)
 
 
+def _articles_from_lines(lines: list[str], refresh: bool) -> tuple[list[ArticleSubmitted], int]:
+    """The articles a list of URLs names (blank lines and # comments skipped), and how many
+    lines were bad: each is reported, and does not stop the others."""
+    articles, bad = [], 0
+    for number, line in enumerate(lines, 1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            try:
+                articles.append(ArticleSubmitted(url=line.strip(), refresh=refresh, source="cli"))
+            except ValidationError as exc:
+                bad += 1
+                typer.echo(f"error: line {number}: {line.strip()!r}: {exc.errors()[0]['msg']}",
+                           err=True)
+    return articles, bad
+
+
 @app.command()
 def publish(
     urls: Annotated[list[str] | None, typer.Argument(help="Article URLs.")] = None,
@@ -105,17 +140,19 @@ def publish(
 ) -> None:
     """Submit articles: URLs, a file of URLs, or raw HTML. With --wait, exit 0 only when every
     article was indexed (non-zero with the reason when any ended in the dead letters)."""
-    articles: list[ArticleSubmitted] = []
     try:
-        for line in [*(urls or []), *(file.read_text().splitlines() if file else [])]:
-            if line.strip() and not line.lstrip().startswith("#"):
-                articles.append(ArticleSubmitted(url=line.strip(), refresh=refresh, source="cli"))
-        if html:
-            articles.append(ArticleSubmitted(url=url, html=html.read_text(errors="replace"),
-                                             refresh=refresh, source="cli"))
-    except (OSError, ValueError) as exc:
+        lines = [*(urls or []), *(file.read_text().splitlines() if file else [])]
+        page = html.read_text(errors="replace") if html else None
+    except OSError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    articles, bad = _articles_from_lines(lines, refresh)
+    if page is not None:
+        try:
+            articles.append(ArticleSubmitted(url=url, html=page, refresh=refresh, source="cli"))
+        except ValueError as exc:
+            typer.echo(f"error: --html: {exc}", err=True)
+            raise typer.Exit(2) from None
     if feed or sitemap:
         try:
             listed = feeds.expand_sources(Settings(), feed or [], sitemap or [], refresh)
@@ -129,24 +166,36 @@ def publish(
                    err=True)
         raise typer.Exit(2)
 
+    # A progress bar on a terminal, for more than a handful of articles.
+    show = len(articles) > 5 and sys.stderr.isatty()
+
     async def go(client: aioredis.Redis) -> pipeline.Outcome | None:
         start = await pipeline.wait_start(client)
-        await pipeline.publish(client, articles)
-        for article in articles:
-            typer.echo(f"submitted {article.id} {article.url or '(html)'}")
-        if not wait:
-            return None
-        return await pipeline.wait_for(client, {a.id for a in articles}, start, timeout)
+        with Progress(*Progress.get_default_columns(), MofNCompleteColumn(),
+                      console=Console(stderr=True), disable=not show, transient=True) as bar:
+            task = bar.add_task("publishing", total=len(articles))
+            for chunk in range(0, len(articles), 1000):
+                await pipeline.publish(client, articles[chunk:chunk + 1000])
+                bar.advance(task, len(articles[chunk:chunk + 1000]))
+            for article in articles:
+                typer.echo(f"submitted {article.id} {article.url or '(html)'}")
+            if not wait:
+                return None
+            task = bar.add_task("indexed", total=len(articles))
+            return await pipeline.wait_for(client, {a.id for a in articles}, start, timeout,
+                                           progress=lambda *_: bar.advance(task))
 
     outcome = _with_redis(go)
     if outcome is None:
+        if bad:
+            raise typer.Exit(2)
         return
     for article_id, reason in sorted(outcome.dead.items()):
         typer.echo(f"dead {article_id}: {reason}", err=True)
     for article_id in sorted(outcome.missing):
         typer.echo(f"timeout {article_id}: not indexed after {timeout:.0f} s", err=True)
     typer.echo(f"indexed {len(outcome.indexed)}/{len(articles)}")
-    if outcome.dead or outcome.missing:
+    if outcome.dead or outcome.missing or bad:
         raise typer.Exit(1)
 
 
