@@ -81,12 +81,23 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory (VmRSS) of a process and its live children, now."""
+    total = 0.0
+    for p in (pid, *_children(pid)):
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) / 1024
+    return total
+
+
 async def wait_indexed(
     client: aioredis.Redis, ids: set[str], start: str, published: dict[str, float],
-    timeout: float,
+    timeout: float, at: dict[int, Any] | None = None,
 ) -> dict[str, float]:
     """Follow articles:indexed until every id is there; returns id → latency in ms (from the
-    publish time to the time the indexed event was added, both by Redis' clock)."""
+    publish time to the time the indexed event was added, both by Redis' clock). `at` maps a
+    count of indexed articles to a callback run when it is reached."""
     latencies: dict[str, float] = {}
     cursor = start
     deadline = time.monotonic() + timeout
@@ -100,6 +111,8 @@ async def wait_indexed(
                 done = ArticleIndexed.model_validate_json(fields[DATA_FIELD.encode()])
                 if done.id in ids and done.id not in latencies:
                     latencies[done.id] = int(cursor.split("-")[0]) - published[done.id]
+                    if at and len(latencies) in at:
+                        at[len(latencies)]()
     return latencies
 
 
@@ -203,7 +216,18 @@ async def run(n: int, replicas: int, rate_phase: bool, bound_n: int) -> dict[str
             start = (await client.xrevrange(INDEXED.name, count=1))[0][0].decode()
             began = time.perf_counter()
             published = await publish(client, batch)
-            latencies = await wait_indexed(client, set(published), start, published, 3600)
+            # Resident memory of every service after 1,000 articles and at the end: it should
+            # stay flat (extractors and parsers are known to grow).
+            rss: dict[str, list[float]] = {s: [] for s in STAGES}
+
+            def sample() -> None:
+                for stage, ps in procs.items():
+                    rss[stage].append(max(rss_mb(p.pid) for p in ps))
+
+            latencies = await wait_indexed(client, set(published), start, published, 3600,
+                                           at={min(1000, n): sample})
+            sample()
+            results["rss_mb"] = rss
             seconds = time.perf_counter() - began
             cpu_after = {s: sum(tree_cpu_seconds(p.pid) for p in ps) for s, ps in procs.items()}
             results["articles_per_s"] = n / seconds
@@ -272,6 +296,10 @@ def main() -> int:
     for s in STAGES:
         print(f"{s:<10}{r['stage_cpu_ms'][s]:>16.2f}{r['compute_cpu_ms'][work[s]]:>10.2f}"
               f"{r['overhead_ms'][s]:>13.2f}{r['peak_rss_mb'][s]:>13.0f}")
+    growth = {s: v[-1] / v[0] - 1 for s, v in r["rss_mb"].items() if len(v) == 2 and v[0]}
+    print("resident MB at 1,000 articles -> at the end: " + ", ".join(
+        f"{s} {r['rss_mb'][s][0]:.0f}->{r['rss_mb'][s][-1]:.0f} ({growth.get(s, 0):+.0%})"
+        for s in STAGES))
     print(f"latency publish->indexed ms: p50 {r['p50_ms']:.0f}  p95 {r['p95_ms']:.0f}  "
           f"p99 {r['p99_ms']:.0f} (all {args.n} published at once)")
     if "half_load_rate" in r:

@@ -5,8 +5,8 @@ Run by hand: `.venv/bin/python bench/search.py [--n 100000] [--queries 500]`. Ta
 articles of ~600 words: >= 1,000 docs/s with two writers, p95 <= 50 ms for searches with facets.
 
 The first fifth of the articles is written by one writer, the rest by two concurrent writers
-(each an indexer replica's upsert on its own connection, `--batch` articles a transaction; the
-indexer service writes one at a time). Articles are generated between timed chunks, so the rates
+(each an indexer replica's upsert on its own connection, `--batch` articles a transaction, as
+the indexer does with a backlog). Articles are generated between timed chunks, so the rates
 are the store's, not the generator's. The server is the tests' throwaway cluster (fsync off).
 """
 
@@ -170,8 +170,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000, help="articles to index")
     parser.add_argument("--words", type=int, default=600, help="words per article")
     parser.add_argument("--queries", type=int, default=500, help="timed queries")
-    parser.add_argument("--batch", type=int, default=1,
-                        help="articles per upsert transaction (the indexer writes 1)")
+    parser.add_argument("--batch", type=int, default=100,
+                        help="articles per upsert transaction (the indexer takes up to "
+                        "NEWSFLOW_INDEX_BATCH, 100, from its backlog)")
     parser.add_argument("--seed", type=int, default=7)
     sys.exit(asyncio.run(run(parser.parse_args())))
 

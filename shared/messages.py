@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    computed_field,
     field_validator,
     model_validator,
 )
@@ -31,6 +32,15 @@ MAX_HTML_BYTES = 10 * 1024 * 1024
 _TRACKING_PARAMS = ("utm_", "fbclid", "gclid", "mc_cid", "mc_eid", "ocid")
 
 _ZLIB_PREFIX = "zlib:"
+
+
+# Adult silent reading of news prose, words per minute (a common planning figure).
+READING_WPM = 230
+
+
+def reading_minutes(words: int) -> int:
+    """Minutes a reader needs for `words` words, at least 1 for any text."""
+    return max(1, round(words / READING_WPM)) if words else 0
 
 
 def now() -> datetime:
@@ -186,6 +196,12 @@ class ArticleContent(Event):
     tags: list[str] = Field(default_factory=list)
     words: int = 0
     paywalled: bool = False
+
+    @computed_field  # type: ignore[prop-decorator]  # pydantic's documented pattern
+    @property
+    def reading_minutes(self) -> int:
+        """Minutes a reader needs for the text (READING_WPM words a minute)."""
+        return reading_minutes(self.words)
 
 
 class ArticleParsed(ArticleContent):

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import asyncpg
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from shared.messages import ArticleEnriched
+from shared.messages import ArticleEnriched, reading_minutes
 
 # ISO 639-1 → PostgreSQL text-search configuration; anything else is searched as `simple`.
 TS_CONFIGS: dict[str, str] = {
@@ -517,6 +517,7 @@ def _article(row: asyncpg.Record) -> dict[str, Any]:
                if k not in ("document", "ts_config", "entity_keys")}
     for key in ("entities", "trace"):
         article[key] = json.loads(article[key])
+    article["reading_minutes"] = reading_minutes(article["words"])
     return article
 
 

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from shared.messages import (
     MAX_HTML_BYTES,
     ArticleFetched,
+    ArticleParsed,
     ArticleSubmitted,
     article_id,
     canonical_url,
@@ -78,3 +79,13 @@ def test_traced_stamps_a_stage_without_changing_the_event() -> None:
     trace = event.traced("fetched")
     assert set(trace) == {"fetched"} and event.trace == {}
     assert trace["fetched"].tzinfo is not None
+
+
+def test_reading_time_follows_the_word_count() -> None:
+    assert ArticleParsed(id="a", words=0).reading_minutes == 0
+    assert ArticleParsed(id="a", words=40).reading_minutes == 1
+    assert ArticleParsed(id="a", words=1150).reading_minutes == 5
+    assert json.loads(ArticleParsed(id="a", words=460).model_dump_json())["reading_minutes"] == 2
+    # A reader of an older or newer writer ignores it on input: it is derived.
+    assert ArticleParsed.model_validate({"id": "a", "words": 230, "reading_minutes": 99}
+                                        ).reading_minutes == 1
