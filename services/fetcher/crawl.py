@@ -120,7 +120,11 @@ class Crawler:
         host = parsed.host.lower()
         delay = settings.host_delay_s
         if settings.obey_robots:
-            robots = await self.robots.get(origin_of(url), self._fetch_robots)
+            try:
+                robots = await self.robots.get(origin_of(url), self._fetch_robots)
+            except FetchRefused as refused:
+                # The guard refused the site itself: say so about the article, not its robots.txt.
+                raise FetchRefused(url, refused.reason) from None
             if robots.status == "unreachable":
                 raise FetchUnavailable(
                     url, f"robots.txt of {robots.origin} is unreachable ({robots.reason}); "

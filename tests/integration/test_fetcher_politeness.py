@@ -19,7 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from services.fetcher.crawl import Crawler, DisallowedByRobots
-from services.fetcher.fetch import FetchUnavailable, make_client
+from services.fetcher.fetch import FetchRefused, FetchUnavailable, make_client
 from services.fetcher.main import create_app
 from services.fetcher.politeness import HostBusy, RobotsTxt, origin_of
 from shared import keys
@@ -239,6 +239,15 @@ async def test_robots_disallow_is_obeyed_and_cached(
     cached = [k async for k in redis_client.scan_iter(keys.ROBOTS_PREFIX + "*")]
     assert len(cached) == 1
     assert 0 < await redis_client.ttl(cached[0]) <= 86_400
+
+
+async def test_a_refused_address_names_the_article_not_its_robots_txt(
+    crawlers: Callable[..., Crawler], polite: Settings
+) -> None:
+    guarded = polite.model_copy(update={"allow_private_networks": False, "obey_robots": True})
+    with pytest.raises(FetchRefused, match=r"private address 10\.0\.0\.1") as caught:
+        await crawlers(guarded).fetch("http://10.0.0.1/news/story")
+    assert caught.value.url == "http://10.0.0.1/news/story"
 
 
 async def test_robots_rules_for_our_user_agent_win(
