@@ -42,9 +42,13 @@ down:
 logs:
 	docker compose logs -f --tail=50
 
+# Each prints its figures (docs/performance.md); together they take about half an hour.
 bench: install
 	$(BIN)/python bench/extraction.py
 	$(BIN)/python bench/enrich.py
+	$(BIN)/python bench/search.py
+	$(BIN)/python bench/chaos.py
+	$(BIN)/python bench/pipeline.py --rate-phase
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
