@@ -66,12 +66,13 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def peak_rss_mb(pid: int) -> float:
-    """Peak resident memory (VmHWM) of a process and its live children."""
+def memory_mb(pid: int, field: str = "VmHWM") -> float:
+    """Memory of a process and its live children from /proc: VmHWM (peak resident) or VmRSS
+    (resident now)."""
     total = 0.0
     for p in (pid, *_children(pid)):
         for line in Path(f"/proc/{p}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 total += int(line.split()[1]) / 1024
     return total
 
@@ -79,16 +80,6 @@ def peak_rss_mb(pid: int) -> float:
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory (VmRSS) of a process and its live children, now."""
-    total = 0.0
-    for p in (pid, *_children(pid)):
-        for line in Path(f"/proc/{p}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) / 1024
-    return total
 
 
 async def wait_indexed(
@@ -222,12 +213,13 @@ async def run(n: int, replicas: int, rate_phase: bool, bound_n: int) -> dict[str
 
             def sample() -> None:
                 for stage, ps in procs.items():
-                    rss[stage].append(max(rss_mb(p.pid) for p in ps))
+                    rss[stage].append(max(memory_mb(p.pid, "VmRSS") for p in ps))
 
             latencies = await wait_indexed(client, set(published), start, published, 3600,
                                            at={min(1000, n): sample})
             sample()
             results["rss_mb"] = rss
+            results["rss_first_at"] = min(1000, n)
             seconds = time.perf_counter() - began
             cpu_after = {s: sum(tree_cpu_seconds(p.pid) for p in ps) for s, ps in procs.items()}
             results["articles_per_s"] = n / seconds
@@ -247,7 +239,7 @@ async def run(n: int, replicas: int, rate_phase: bool, bound_n: int) -> dict[str
                 results["half_load_rate"] = rate
                 results["half_load_p50_ms"] = pct(list(lat.values()), 0.50)
                 results["half_load_p95_ms"] = pct(list(lat.values()), 0.95)
-            results["peak_rss_mb"] = {s: max(peak_rss_mb(p.pid) for p in ps)
+            results["peak_rss_mb"] = {s: max(memory_mb(p.pid) for p in ps)
                                       for s, ps in procs.items()}
             await client.aclose()
             for ps in procs.values():
@@ -297,7 +289,7 @@ def main() -> int:
         print(f"{s:<10}{r['stage_cpu_ms'][s]:>16.2f}{r['compute_cpu_ms'][work[s]]:>10.2f}"
               f"{r['overhead_ms'][s]:>13.2f}{r['peak_rss_mb'][s]:>13.0f}")
     growth = {s: v[-1] / v[0] - 1 for s, v in r["rss_mb"].items() if len(v) == 2 and v[0]}
-    print("resident MB at 1,000 articles -> at the end: " + ", ".join(
+    print(f"resident MB at {r['rss_first_at']} articles -> at the end: " + ", ".join(
         f"{s} {r['rss_mb'][s][0]:.0f}->{r['rss_mb'][s][-1]:.0f} ({growth.get(s, 0):+.0%})"
         for s in STAGES))
     print(f"latency publish->indexed ms: p50 {r['p50_ms']:.0f}  p95 {r['p95_ms']:.0f}  "
