@@ -40,7 +40,7 @@ from prometheus_client import make_asgi_app
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import ResponseError
 
-from shared import metrics
+from shared import keys, metrics
 from shared.errors import NewsflowError, PermanentError
 from shared.janitor import run_janitor
 from shared.logging import entry_context
@@ -54,9 +54,6 @@ broker_logger = logging.getLogger("newsflow.broker")
 broker_logger.setLevel(logging.WARNING)
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-# Per stream, a hash: entry id → "<failed attempts>:<unix time the next attempt may start>".
-RETRIES_KEY = "newsflow:retries:"
 
 
 def consumer_name() -> str:
@@ -151,7 +148,7 @@ class DeliveryPolicy:
 
     async def retry_record(self, stream: str, entry_id: bytes) -> tuple[int, float] | None:
         """(failed attempts, when the next may start) for an entry that failed before."""
-        raw: Any = await self.client.hget(RETRIES_KEY + stream, entry_id)
+        raw: Any = await self.client.hget(keys.RETRIES_PREFIX + stream, entry_id)
         if raw is None:
             return None
         attempts, _, not_before = raw.decode().partition(":")
@@ -161,7 +158,7 @@ class DeliveryPolicy:
         self, stream: str, entry_id: bytes, attempts: int, delay_s: float
     ) -> None:
         record = f"{attempts}:{time.time() + delay_s}"
-        await self.client.hset(RETRIES_KEY + stream, entry_id, record)
+        await self.client.hset(keys.RETRIES_PREFIX + stream, entry_id, record)
 
     async def ack(self, stream: str, group: str, entry_id: bytes, *, had_record: bool) -> None:
         if not had_record:
@@ -169,7 +166,7 @@ class DeliveryPolicy:
             return
         async with self.client.pipeline(transaction=True) as tx:
             tx.xack(stream, group, entry_id)
-            tx.hdel(RETRIES_KEY + stream, entry_id)
+            tx.hdel(keys.RETRIES_PREFIX + stream, entry_id)
             await tx.execute()
 
     async def dead_letter(
@@ -195,7 +192,7 @@ class DeliveryPolicy:
         async with self.client.pipeline(transaction=True) as tx:
             tx.xadd(DEAD.name, {DATA_FIELD: failed.model_dump_json()})
             tx.xack(stream, group, entry_id)
-            tx.hdel(RETRIES_KEY + stream, entry_id)
+            tx.hdel(keys.RETRIES_PREFIX + stream, entry_id)
             await tx.execute()
         return failed
 

@@ -9,12 +9,11 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from shared import keys
 from shared.settings import Settings
 from shared.streams import INDEXED, STAGES, Stream
 
 logger = logging.getLogger("newsflow.janitor")
-
-LOCK_KEY = "newsflow:janitor:lock"
 
 
 def _text(value: Any) -> str:
@@ -104,7 +103,8 @@ async def run_janitor(client: aioredis.Redis, settings: Settings, owner: str) ->
     while True:
         await asyncio.sleep(settings.janitor_interval_s)
         try:
-            if await client.set(LOCK_KEY, owner, nx=True, ex=max(1, settings.janitor_interval_s)):
+            lease = max(1, settings.janitor_interval_s)
+            if await client.set(keys.JANITOR_LOCK, owner, nx=True, ex=lease):
                 done = await sweep(client, settings)
                 if done.consumers_removed or done.entries_trimmed:
                     logger.info("janitor removed %d gone consumers, trimmed %d entries",

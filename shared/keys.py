@@ -20,6 +20,16 @@ FETCHED_PREFIX = PREFIX + "fetched:"
 """+ article id: hash of the last fetch of that URL (final_url, status, etag, last_modified,
 fetched_at); its presence means "already fetched". Expires after fetch_history_days."""
 
+RETRIES_PREFIX = PREFIX + "retries:"
+"""+ stream: hash of the entries that failed and wait to be retried: entry id → "<failed
+attempts>:<Unix time the next attempt may start>" (shared/broker.py)."""
+
+JANITOR_LOCK = PREFIX + "janitor:lock"
+"""Held (with an expiry) by the replica doing this round of housekeeping (shared/janitor.py)."""
+
+DUPLICATES_PREFIX = PREFIX + "duplicates:"
+"""+ "v<signature version>:…": the near-duplicate index (services/enricher/duplicates.py)."""
+
 FEEDS = PREFIX + "feeds"
 """Hash: feed URL → its registration as JSON (every_s, added_at)."""
 FEEDS_DUE = PREFIX + "feeds:due"

@@ -1,19 +1,12 @@
 """Near-duplicate articles: a MinHash LSH index in Redis, shared by every enricher replica.
 
-Keys (all expire; every name is here):
-- `duplicates:v1:seq`             a counter: the order in which articles were first seen.
-- `duplicates:v1:article:<id>`    the article's first-seen number, signature and the id of the
-                                  article it duplicates (if any); expires `window_s` after its
-                                  last write.
-- `duplicates:v1:bands:<bucket>`  one hash per time bucket (a day by default): band key -> the
-                                  first article seen with it in that bucket. HSETNX keeps the first
-                                  writer, so a band holds one id whatever the traffic; the hash
-                                  expires `window_s` after its bucket ends.
-
-Memory is bounded by the articles seen in one window: per article one signature (480 bytes) and
-at most BANDS hash fields. An article is registered before it looks for earlier ones, so two
-replicas handling copies of one story at the same moment still see each other: the later one
-(by first-seen number) is the duplicate.
+Keys (all expire), under shared/keys.py's DUPLICATES_PREFIX, `newsflow:duplicates:v1:`:
+- `seq`: a counter, the order in which articles were first seen.
+- `article:<id>`: the article's first-seen number, signature and the id of the article it
+  duplicates (if any); expires `window_s` after its last write.
+- `bands:<bucket>`: one hash per time bucket (a day by default), band key -> the first article
+  seen with it in that bucket. HSETNX keeps the first writer, so a band holds one id whatever
+  the traffic; the hash expires `window_s` after its bucket ends.
 """
 
 import math
@@ -24,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+
+from shared import keys
 
 from . import minhash
 from .minhash import Signature
@@ -39,7 +34,7 @@ BUCKET_S = 24 * 3600
 # Candidates checked against their full signature, those sharing the most bands first.
 MAX_CANDIDATES = 20
 
-KEY_PREFIX = f"duplicates:v{minhash.SIGNATURE_VERSION}"
+KEY_PREFIX = f"{keys.DUPLICATES_PREFIX}v{minhash.SIGNATURE_VERSION}"
 SEQ_KEY = f"{KEY_PREFIX}:seq"
 
 
