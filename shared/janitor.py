@@ -2,7 +2,6 @@
 trim streams so they do not grow without bound — never dropping what a group has not finished."""
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -112,15 +111,3 @@ async def run_janitor(client: aioredis.Redis, settings: Settings, owner: str) ->
         except Exception:
             # Housekeeping must never take a stage down; the next pass tries again.
             logger.exception("janitor pass failed")
-
-
-@contextlib.asynccontextmanager
-async def janitor(client: aioredis.Redis, settings: Settings, owner: str) -> Any:
-    """Run the janitor in the background for the life of the block."""
-    task = asyncio.create_task(run_janitor(client, settings, owner))
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
