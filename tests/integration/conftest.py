@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 
 from shared import store
 from shared.settings import Settings
+from tests.integration.localsite import LocalSite, serve
 from tests.servers import PostgresServer, RedisServer
 
 
@@ -58,3 +59,13 @@ def settings(redis_server: RedisServer, postgres_server: PostgresServer) -> Sett
         max_deliveries=3,
         graceful_timeout_s=5,
     )
+
+
+@pytest.fixture
+def site() -> Iterator[LocalSite]:
+    """A local web server for the fetcher's tests (tests/integration/localsite.py)."""
+    s = LocalSite()
+    httpd = serve(s)
+    yield s
+    httpd.shutdown()
+    httpd.server_close()

@@ -7,7 +7,6 @@ import gzip
 import json
 import os
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,13 +19,8 @@ from services.fetcher.registry import FeedRegistry
 from shared.messages import ArticleSubmitted
 from shared.settings import Settings
 from shared.streams import DATA_FIELD, FETCHED, SUBMITTED
-from tests.integration.test_fetcher_politeness import (
-    LocalSite,
-    etagged,
-    running,
-    serve,
-    until,
-)
+from tests.integration.localsite import LocalSite
+from tests.integration.test_fetcher_politeness import etagged, running, until
 
 Redis = aioredis.Redis
 
@@ -45,15 +39,6 @@ def urlset(*urls: str) -> bytes:
 
 def xml(body: bytes, content_type: str = "application/rss+xml") -> Any:
     return lambda _s, _h: (200, {"Content-Type": content_type}, body)
-
-
-@pytest.fixture
-def site() -> Iterator[LocalSite]:
-    s = LocalSite()
-    httpd = serve(s)
-    yield s
-    httpd.shutdown()
-    httpd.server_close()
 
 
 @pytest.fixture

@@ -7,11 +7,8 @@ import contextlib
 import itertools
 import json
 import logging
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -26,88 +23,9 @@ from shared import keys
 from shared.messages import ArticleFailed, ArticleFetched, ArticleIndexed, ArticleSubmitted
 from shared.settings import Settings
 from shared.streams import DATA_FIELD, DEAD, FETCHED, INDEXED, SUBMITTED
+from tests.integration.localsite import PAGE, LocalSite, Reply, serve
 
 Redis = aioredis.Redis
-PAGE = b"<!doctype html><html><head><title>t</title></head><body><p>Hello</p></body></html>"
-
-Reply = tuple[int, dict[str, str], bytes]
-
-
-@dataclass
-class Seen:
-    path: str
-    headers: dict[str, str]
-    started: float
-
-
-@dataclass
-class LocalSite:
-    """A web server on 127.0.0.1 whose routes a test sets; it records every request and the
-    most requests it ever had in flight at once."""
-
-    routes: dict[str, Callable[["LocalSite", dict[str, str]], Reply]] = field(default_factory=dict)
-    delay_s: float = 0.0
-    seen: list[Seen] = field(default_factory=list)
-    in_flight: int = 0
-    max_in_flight: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    base: str = ""
-
-    def url(self, path: str) -> str:
-        return f"{self.base}{path}"
-
-    def hits(self, path: str) -> list[Seen]:
-        return [s for s in self.seen if s.path == path]
-
-    def page(self, path: str, body: bytes = PAGE, **headers: str) -> None:
-        self.routes[path] = lambda _site, _h: (
-            200, {"Content-Type": "text/html; charset=utf-8", **headers}, body)
-
-
-def serve(site: LocalSite) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            with site.lock:
-                site.seen.append(Seen(self.path, headers, time.monotonic()))
-                site.in_flight += 1
-                site.max_in_flight = max(site.max_in_flight, site.in_flight)
-            try:
-                route = site.routes.get(self.path)
-                if route is None:
-                    status, extra, body = 404, {"Content-Type": "text/plain"}, b"no"
-                else:
-                    status, extra, body = route(site, headers)
-                if site.delay_s and self.path != "/robots.txt":
-                    time.sleep(site.delay_s)
-                self.send_response(status)
-                for name, value in extra.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            finally:
-                with site.lock:
-                    site.in_flight -= 1
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    site.base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd
-
-
-@pytest.fixture
-def site() -> Iterator[LocalSite]:
-    s = LocalSite()
-    httpd = serve(s)
-    yield s
-    httpd.shutdown()
-    httpd.server_close()
-
 
 @pytest.fixture
 def polite(settings: Settings) -> Settings:
