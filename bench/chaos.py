@@ -82,7 +82,7 @@ def bad_inputs(site: Site) -> list[tuple[dict[str, str], str]]:
     """Raw entries for articles:submitted that must end dead, with what their reason says."""
     entries = [
         # Each reason names what only its own input can cause, so letters match one to one.
-        ({DATA_FIELD: "{this is not json"}, "Input should be a valid dictionary"),
+        ({DATA_FIELD: "{this is not json"}, "invalid message: Invalid JSON"),
         ({DATA_FIELD: json.dumps({"refresh": True})}, "url or html"),
         ({DATA_FIELD: json.dumps({"schema_version": 99, "url": site.base_url + "/news/x"})},
          "unsupported schema_version"),

@@ -138,34 +138,32 @@ async def publish(client: aioredis.Redis, articles: list[ArticleSubmitted],
 async def messaging_cost(client: aioredis.Redis, redis_url: str, count: int = 2000) -> float:
     """CPU ms per message of one hop with no work in it: the articles the parser produced in
     this run are relayed by a stage whose handler only re-types the event (read, decode,
-    validate, encode, publish, acknowledge, metrics). Runs in this process, on database 1."""
+    validate, encode, hand on, acknowledge, metrics). Runs in this process, on database 1; the
+    CPU counted starts once the stage is up and includes adding the entries (pessimistic)."""
     entries: Any = await client.xrange(PARSED.name, count=count)
     relay_url = redis_url.rsplit("/", 1)[0] + "/1"
     relay_client = aioredis.from_url(relay_url)
     await relay_client.flushdb()
-    async with relay_client.pipeline(transaction=False) as pipe:
-        for _, fields in entries:
-            pipe.xadd(PARSED.name, fields)
-        await pipe.execute()
     stage = Stage("enricher", Settings(redis_url=relay_url, poll_ms=100,
                                        janitor_interval_s=3600))
-
     relayed = [0]
     done = asyncio.Event()
 
-    @stage.consume(PARSED)
-    @stage.publishes(ENRICHED)
+    @stage.handle(PARSED, to=ENRICHED)
     async def relay(event: ArticleParsed) -> ArticleEnriched:
         relayed[0] += 1
         if relayed[0] == len(entries):
             done.set()
         return ArticleEnriched(**event.model_dump(exclude={"trace"}), trace=event.trace)
 
-    began = time.process_time()
     async with stage.running():
+        began = time.process_time()
+        async with relay_client.pipeline(transaction=False) as pipe:
+            for _, fields in entries:
+                pipe.xadd(PARSED.name, fields)
+            await pipe.execute()
         await done.wait()
-        await asyncio.sleep(0.2)  # the last acknowledgements
-    cpu = time.process_time() - began
+        cpu = time.process_time() - began
     await relay_client.aclose()
     return cpu * 1000 / max(1, len(entries))
 

@@ -5,14 +5,20 @@ by itself (nack/reject send nothing, a pending entry is never read again, groups
 so this module does what it leaves out:
 
 - every group is created at `0` before the broker starts, so nothing published earlier is missed;
-- each stage has a reader (XREADGROUP, bounded COUNT) and a reclaimer (XAUTOCLAIM after an idle
-  time) on the same handler: an entry a replica failed on, or held when it died, comes back;
-- `DeliveryPolicy` owns acknowledgement: success is XACKed; a permanent failure, or a transient
-  one that used up `max_deliveries` attempts, goes to `articles:dead` with its reason and is
-  XACKed in the same MULTI; a transient failure below the budget stays pending and is retried
-  with exponential backoff (the reclaimer skips it until its time has come);
-- on shutdown a replica releases what it still holds, so others take it over at once;
+- each handler has a reader (XREADGROUP, NEWSFLOW_READ_AHEAD entries a read) and a reclaimer
+  (XAUTOCLAIM after an idle time): an entry a replica failed on, or held when it died, comes back;
+- `DeliveryPolicy` settles each entry: on success its output is added and the entry XACKed in
+  one MULTI (one round trip); a permanent failure, or a transient one that used up
+  `max_deliveries` attempts, goes to `articles:dead` with its reason and is XACKed in the same
+  MULTI; a transient failure below the budget stays pending and is retried with exponential
+  backoff (the reclaimer skips it until its time has come);
+- on shutdown a replica lets its work in hand finish, then releases what it still holds, so
+  others take it over at once;
 - a janitor (shared/janitor.py) forgets gone consumers and trims what every group has finished.
+
+FastStream's per-message path (decode, validate, middlewares, publish) cost about as much CPU as
+a cheap stage's work; reading several entries at once and settling each in one round trip cuts
+the messaging cost of a hop by more than half (docs/performance.md).
 """
 
 import asyncio
@@ -23,21 +29,21 @@ import os
 import random
 import socket
 import time
-from collections.abc import Callable, Sequence
-from types import TracebackType
-from typing import Any, TypeVar, cast
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from faststream import AckPolicy
-from faststream._internal.context.repository import ContextRepo
 from faststream.asgi import AsgiFastStream, make_ping_asgi
-from faststream.middlewares import BaseMiddleware
+from faststream.message import StreamMessage
 from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.parser.binary import BinaryMessageFormatV1
 from faststream.redis.parser.message import MessageFormat
 from faststream.redis.prometheus import RedisPrometheusMiddleware
 from prometheus_client import make_asgi_app
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SkipValidation, ValidationError
+from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
 from shared import keys, metrics
@@ -52,8 +58,6 @@ logger = logging.getLogger("newsflow.delivery")
 # FastStream's broker logs its task bookkeeping at INFO; keep its warnings and errors only.
 broker_logger = logging.getLogger("newsflow.broker")
 broker_logger.setLevel(logging.WARNING)
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def consumer_name() -> str:
@@ -113,15 +117,65 @@ def describe(exc: BaseException) -> str:
     """A one-line reason for a failure, fit for a log line and a dead letter."""
     if isinstance(exc, ValidationError):
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" if e["loc"] else e["msg"]
+            for e in exc.errors()
         )
         return f"invalid message: {problems}"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One stream entry as read: its stream, its id and its raw fields."""
+
+    stream: Stream
+    id: bytes
+    fields: dict[bytes, bytes]
+
+    @property
+    def group(self) -> str:
+        return self.stream.group or ""
+
+    def event(self) -> BaseModel:
+        """The entry's event, validated (pydantic's ValidationError when it is malformed)."""
+        raw = self.fields.get(_DATA_KEY)
+        if raw is None:
+            raise PermanentError(f"invalid message: no {DATA_FIELD} field")
+        body, _ = PlainJsonFormat.parse(raw)
+        return self.stream.event.model_validate_json(body)
+
+
+_DATA_KEY = DATA_FIELD.encode()
+
+
+@dataclass(frozen=True)
+class Emit:
+    """An event a handler hands on, to a stream of its choosing."""
+
+    stream: Stream
+    event: BaseModel
+    also: Callable[[Pipeline], object] | None = None
+    """More writes to commit with it (in the same MULTI as the event and the acknowledgement)."""
+
+
+Result = BaseModel | Emit | None
+"""What a handler returns: an event for its one output stream, an Emit, or None (nothing)."""
+
+H = TypeVar("H", bound=Callable[[Any], Awaitable[Result]])
+B = TypeVar("B", bound=Callable[[Any], Awaitable[Sequence[BaseModel]]])
+
+
+class GaveUp(PermanentError):
+    """An entry came back more often than the delivery budget allows (its consumers kept dying)."""
+
+
+class _NotDue(Exception):
+    """A reclaimed entry whose backoff has not run out yet: it stays pending, untouched."""
+
+
 class DeliveryPolicy:
-    """The middleware factory FastStream calls per message (see the module docstring)."""
+    """What happens to an entry once a handler is done with it (see the module docstring)."""
 
     def __init__(
         self, client: aioredis.Redis, settings: Settings, service: str, consumer: str
@@ -130,10 +184,6 @@ class DeliveryPolicy:
         self.settings = settings
         self.service = service
         self.consumer = consumer
-        self.groups = {s.name: s.group for s in STAGES if s.group}
-
-    def __call__(self, msg: Any, /, *, context: ContextRepo) -> "_Delivery":
-        return _Delivery(msg, context=context, policy=self)
 
     async def deliveries(self, stream: str, group: str, entry_id: bytes) -> int:
         """How many times the entry was delivered (1 when it is no longer pending)."""
@@ -160,14 +210,42 @@ class DeliveryPolicy:
         record = f"{attempts}:{time.time() + delay_s}"
         await self.client.hset(keys.RETRIES_PREFIX + stream, entry_id, record)
 
-    async def ack(self, stream: str, group: str, entry_id: bytes, *, had_record: bool) -> None:
-        if not had_record:
-            await self.client.xack(stream, group, entry_id)
+    async def failures_before(self, entry: Entry) -> int:
+        """For a reclaimed entry: the attempts that failed before this one. Raises _NotDue while
+        its backoff runs, GaveUp when it was delivered too often without ever finishing."""
+        record = await self.retry_record(entry.stream.name, entry.id)
+        if record is None:
+            # Never failed cleanly, yet delivered again and again: its consumers died or
+            # stalled on it (a poison message). Stop before it takes more replicas down.
+            tries = await self.deliveries(entry.stream.name, entry.group, entry.id)
+            if tries > self.settings.max_deliveries:
+                raise GaveUp(
+                    f"gave up after {tries - 1} deliveries that never finished "
+                    "(the consumer died or stalled)"
+                )
+            return 0
+        failures, not_before = record
+        if time.time() < not_before:
+            raise _NotDue
+        return failures
+
+    async def settle(self, done: Sequence[tuple[Entry, Sequence[Emit]]]) -> None:
+        """Hand on what the entries produced and acknowledge them, all or nothing: one MULTI,
+        one round trip (a crash in between can neither lose the output nor repeat it)."""
+        if not done:
             return
+        stream = done[0][0].stream
+        ids = [entry.id for entry, _ in done]
         async with self.client.pipeline(transaction=True) as tx:
-            tx.xack(stream, group, entry_id)
-            tx.hdel(keys.RETRIES_PREFIX + stream, entry_id)
+            for _, emits in done:
+                for emit in emits:
+                    tx.xadd(emit.stream.name, {DATA_FIELD: emit.event.model_dump_json()})
+                    if emit.also is not None:
+                        emit.also(tx)
+            tx.xack(stream.name, stream.group or "", *ids)
+            tx.hdel(keys.RETRIES_PREFIX + stream.name, *ids)
             await tx.execute()
+        metrics.ENTRIES.labels(self.service, "processed").inc(len(ids))
 
     async def dead_letter(
         self, stream: str, group: str, entry_id: bytes, fields: dict[bytes, bytes],
@@ -196,6 +274,43 @@ class DeliveryPolicy:
             await tx.execute()
         return failed
 
+    async def fail(self, entry: Entry, exc: Exception, failures: int) -> None:
+        """An attempt at the entry failed: dead-letter it when the failure is permanent or the
+        budget is spent, else leave it pending and record when to try again."""
+        known = peek(entry.fields)
+        key = known.get("id") or known.get("url") or entry.id.decode()
+        permanent = isinstance(exc, PermanentError | ValidationError)
+        attempts = failures + 1
+        # A bug shows its traceback once; expected failures are one line.
+        exc_info = None if isinstance(exc, NewsflowError | ValidationError) else exc
+        extra = {"article_id": known.get("id"), "entry_id": entry.id.decode(),
+                 "stage": self.service}
+        try:
+            if permanent or attempts >= self.settings.max_deliveries:
+                failed = await self.dead_letter(
+                    entry.stream.name, entry.group, entry.id, entry.fields, exc,
+                    permanent=permanent, deliveries=attempts,
+                )
+                metrics.ENTRIES.labels(self.service, "dead").inc()
+                logger.error(
+                    "dead %s at %s: %s (%d %s)", key, self.service, failed.reason, attempts,
+                    "attempt" if attempts == 1 else "attempts", exc_info=exc_info,
+                    extra=extra | {"outcome": "dead"},
+                )
+            else:
+                delay = self.backoff_s(attempts)
+                await self.record_failure(entry.stream.name, entry.id, attempts, delay)
+                metrics.ENTRIES.labels(self.service, "retried").inc()
+                logger.warning(
+                    "retry %s at %s: %s (attempt %d of %d, again in ~%.0f s)", key,
+                    self.service, describe(exc), attempts, self.settings.max_deliveries,
+                    max(delay, self.settings.claim_idle_ms / 1000), exc_info=exc_info,
+                    extra=extra | {"outcome": "retry"},
+                )
+        except Exception:
+            # Redis itself is gone: the entry stays pending and is reclaimed once it is back.
+            logger.exception("could not record the failure of %s at %s", key, self.service)
+
     async def release(self, streams: Sequence[Stream]) -> int:
         """Hand back what this replica still holds (on shutdown): its pending entries are marked
         idle long enough that the other replicas' reclaimers take them at once."""
@@ -217,173 +332,24 @@ class DeliveryPolicy:
         return released
 
 
-class GaveUp(PermanentError):
-    """An entry came back more often than the delivery budget allows (its consumers kept dying)."""
+async def _as_read(raw: Any) -> StreamMessage[Any]:
+    """FastStream parser that leaves the entries as read: FastStream's own would load every
+    body, dump them all again as one JSON list, and fail the whole read on one odd entry.
+    Stage decodes each entry by itself."""
+    return StreamMessage(raw_message=raw, body=b"")
 
 
-class _NotDue(Exception):
-    """A reclaimed entry whose backoff has not run out yet: it stays pending, untouched."""
-
-
-class _Delivery(BaseMiddleware):
-    """Acknowledges, retries or dead-letters one entry, whatever happened to it."""
-
-    def __init__(self, msg: Any, /, *, context: ContextRepo, policy: DeliveryPolicy) -> None:
-        super().__init__(msg, context=context)
-        self.policy = policy
-        self.failures = 0
-        """Attempts that failed before this one (from the retry record)."""
-        self.had_record = False
-
-    def _entry(self) -> tuple[str, str, bytes, dict[bytes, bytes]] | None:
-        raw = self.msg
-        if not isinstance(raw, dict) or raw.get("type") != "stream":
-            return None
-        stream = raw["channel"]
-        group = self.policy.groups.get(stream)
-        if group is None:
-            return None
-        return stream, group, raw["message_ids"][0], raw["data"]
-
-    async def consume_scope(self, call_next: Callable[[Any], Any], msg: Any) -> Any:
-        entry = self._entry()
-        if entry is None:
-            if isinstance(self.msg, dict) and self.msg.get("type") == "bstream":
-                return await self._consume_batch(call_next, msg)
-            return await call_next(msg)
-        subscriber = self.context.get("handler_")
-        # Only the reclaimer sees entries delivered before.
-        if getattr(subscriber, "min_idle_time", None) is not None:
-            await self._check_reclaimed(*entry[:3])
-        # What every log line about this entry carries (JSON logs show it).
-        token = entry_context.set({
-            "stage": self.policy.service, "entry_id": entry[2].decode(),
-            "article_id": peek(entry[3]).get("id"), "started": time.perf_counter(),
-        })
-        try:
-            with metrics.PROCESSING.labels(self.policy.service).time():
-                return await call_next(msg)
-        finally:
-            entry_context.reset(token)
-
-    async def _consume_batch(self, call_next: Callable[[Any], Any], msg: Any) -> Any:
-        raw: dict[str, Any] = self.msg or {}
-        # Log lines name their article; this maps it to its entry.
-        entries = {peek(fields).get("id"): entry_id.decode()
-                   for entry_id, fields in zip(raw["message_ids"], raw["data"], strict=False)}
-        token = entry_context.set({"stage": self.policy.service, "entries": entries,
-                                   "started": time.perf_counter()})
-        try:
-            with metrics.PROCESSING.labels(self.policy.service).time():
-                return await call_next(msg)
-        finally:
-            entry_context.reset(token)
-
-    async def _check_reclaimed(self, stream: str, group: str, entry_id: bytes) -> None:
-        policy = self.policy
-        record = await policy.retry_record(stream, entry_id)
-        if record is None:
-            # Never failed cleanly, yet delivered again and again: its consumers died or
-            # stalled on it (a poison message). Stop before it takes more replicas down.
-            tries = await policy.deliveries(stream, group, entry_id)
-            if tries > policy.settings.max_deliveries:
-                raise GaveUp(
-                    f"gave up after {tries - 1} deliveries that never finished "
-                    "(the consumer died or stalled)"
-                )
-            return
-        self.had_record = True
-        self.failures, not_before = record
-        if time.time() < not_before:
-            raise _NotDue
-
-    async def after_processed(
-        self,
-        exc_type: type[BaseException] | None = None,
-        exc_val: BaseException | None = None,
-        exc_tb: TracebackType | None = None,
-    ) -> bool:
-        if isinstance(self.msg, dict) and self.msg.get("type") == "bstream":
-            return await self._batch_done(exc_val)
-        entry = self._entry()
-        if entry is None:
-            return False
-        stream, group, entry_id, fields = entry
-        if exc_val is None:
-            await self.policy.ack(stream, group, entry_id, had_record=self.had_record)
-            metrics.ENTRIES.labels(self.policy.service, "processed").inc()
-            return False
-        if isinstance(exc_val, _NotDue):
-            return True
-        if not isinstance(exc_val, Exception):
-            # Cancellation on shutdown: leave it pending; it is released to the other replicas.
-            return False
-        return await self._failed(stream, group, entry_id, fields, exc_val)
-
-    async def _batch_done(self, exc: BaseException | None) -> bool:
-        """A batch is acknowledged whole. If it failed, every entry stays pending and the
-        single-entry reclaimer retries them one by one, so the policy applies to each (one bad
-        entry cannot sink the others)."""
-        policy = self.policy
-        raw: dict[str, Any] = self.msg or {}
-        stream = raw["channel"]
-        group = policy.groups.get(stream)
-        ids = raw["message_ids"]
-        if group is None or not ids:
-            return False
-        if exc is None:
-            await policy.client.xack(stream, group, *ids)
-            metrics.ENTRIES.labels(policy.service, "processed").inc(len(ids))
-            return False
-        if isinstance(exc, Exception):
-            logger.warning("batch of %d at %s failed: %s; retrying its entries one by one",
-                           len(ids), policy.service, describe(exc),
-                           exc_info=None if isinstance(exc, NewsflowError | ValidationError)
-                           else exc)
-            return True
-        return False
-
-    async def _failed(
-        self, stream: str, group: str, entry_id: bytes, fields: dict[bytes, bytes], exc: Exception
-    ) -> bool:
-        policy = self.policy
-        known = peek(fields)
-        key = known.get("id") or known.get("url") or entry_id.decode()
-        permanent = isinstance(exc, PermanentError | ValidationError)
-        attempts = self.failures + 1
-        # A bug shows its traceback once; expected failures are one line.
-        exc_info = None if isinstance(exc, NewsflowError | ValidationError) else exc
-        extra = {"article_id": known.get("id"), "entry_id": entry_id.decode(),
-                 "stage": policy.service}
-        try:
-            if permanent or attempts >= policy.settings.max_deliveries:
-                failed = await policy.dead_letter(
-                    stream, group, entry_id, fields, exc, permanent=permanent, deliveries=attempts
-                )
-                metrics.ENTRIES.labels(policy.service, "dead").inc()
-                logger.error(
-                    "dead %s at %s: %s (%d %s)", key, policy.service, failed.reason, attempts,
-                    "attempt" if attempts == 1 else "attempts", exc_info=exc_info,
-                    extra=extra | {"outcome": "dead"},
-                )
-            else:
-                delay = policy.backoff_s(attempts)
-                await policy.record_failure(stream, entry_id, attempts, delay)
-                metrics.ENTRIES.labels(policy.service, "retried").inc()
-                logger.warning(
-                    "retry %s at %s: %s (attempt %d of %d, again in ~%.0f s)", key,
-                    policy.service, describe(exc), attempts, policy.settings.max_deliveries,
-                    max(delay, policy.settings.claim_idle_ms / 1000), exc_info=exc_info,
-                    extra=extra | {"outcome": "retry"},
-                )
-        except Exception:
-            # Redis itself is gone: the entry stays pending and is reclaimed once it is back.
-            logger.exception("could not record the failure of %s at %s", key, policy.service)
-        return True
+async def _raw(msg: Any) -> Any:
+    """FastStream decoder that hands the read to the handler as it came."""
+    return msg.raw_message
 
 
 class Stage:
-    """One service's FastStream app: broker, delivery policy, and the groups it needs."""
+    """One service's FastStream app: broker, delivery policy, and the groups it needs.
+
+    FastStream reads (XREADGROUP for new entries, XAUTOCLAIM for reclaimed ones, several
+    entries a read) and serves metrics and the AsyncAPI document; handing on, acknowledging,
+    retrying and dead-lettering each entry is done here, in one round trip per entry."""
 
     def __init__(self, service: str, settings: Settings) -> None:
         self.service = service
@@ -394,7 +360,7 @@ class Stage:
         self.streams: list[Stream] = []
         self.broker = RedisBroker(
             settings.redis_url,
-            middlewares=[RedisPrometheusMiddleware(registry=metrics.REGISTRY), self.policy],
+            middlewares=[RedisPrometheusMiddleware(registry=metrics.REGISTRY)],
             message_format=PlainJsonFormat,
             graceful_timeout=settings.graceful_timeout_s,
             logger=broker_logger,
@@ -414,27 +380,47 @@ class Stage:
         self.app.after_startup(self._start_background)
         self.app.after_shutdown(self._close)
         self._background: list[asyncio.Task[None]] = []
+        self._in_work: set[asyncio.Task[None]] = set()
+        self._started = asyncio.Event()
+        """Set once the broker and every subscriber have started (after_startup)."""
+        self._documented: set[str] = set()
 
     async def _create_groups(self) -> None:
         await ensure_groups(self.redis)
 
     async def _start_background(self) -> None:
+        self._started.set()
         self._background = [
             asyncio.create_task(run_janitor(self.redis, self.settings, self.consumer)),
             asyncio.create_task(metrics.run_sampler(self.redis)),
         ]
 
-    def running(self) -> contextlib.AbstractAsyncContextManager[None]:
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
         """The stage started (groups, broker, background tasks) for the life of the block,
         without its HTTP server: for tests and embedding."""
-        return self.app.start_lifespan_context()
+        async with self.app.start_lifespan_context():
+            # FastStream enters the block while its subscribers are still starting; a block
+            # that ended that soon would cut their start short.
+            await self._started.wait()
+            yield
 
     async def _close(self) -> None:
+        self._started.clear()
         for task in self._background:
             task.cancel()
+        # The broker has stopped reading; what is in work may finish within the grace time.
+        if self._in_work:
+            _, late = await asyncio.wait(self._in_work, timeout=self.settings.graceful_timeout_s)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         for task in self._background:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # redis-py can swallow a cancellation that lands inside a command, and the task
+            # sleeps on: cancelled again until it ends.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.5)
         try:
             released = await self.policy.release(self.streams)
             if released:
@@ -444,74 +430,172 @@ class Stage:
             logger.warning("could not release unfinished entries", exc_info=True)
         await self.redis.aclose()
 
-    def _subscription(self, stream: Stream, **options: Any) -> StreamSub:
-        if stream.group is None:
-            raise ValueError(f"{stream.name} is read by no group")
-        if stream not in self.streams:
-            self.streams.append(stream)
-        return StreamSub(stream.name, group=stream.group, consumer=self.consumer,
-                         polling_interval=self.settings.poll_ms, **options)
+    def handle(
+        self, source: Stream, *, to: Stream | Sequence[Stream] = (), concurrency: int = 1
+    ) -> Callable[[H], H]:
+        """Run the handler on every entry of `source`, `concurrency` at once: new entries and
+        reclaimed ones (retries, and the work of replicas that died). What it returns goes to
+        `to` with the entry's acknowledgement (an Emit names one of `to` itself)."""
+        outputs = self._outputs(to)
+        slots = asyncio.Semaphore(concurrency)
 
-    def reader(self, stream: Stream, *, max_workers: int = 1) -> Callable[[F], F]:
-        """Subscribe a handler to the new entries of `stream` (XREADGROUP), `max_workers` at
-        once. It reads no more than it works on: a larger COUNT lets one replica hoard a
-        backlog that idle replicas could take, and strands more on a crash."""
-        sub = self._subscription(stream, max_records=max_workers)
-        workers: dict[str, Any] = {"max_workers": max_workers} if max_workers > 1 else {}
-        # FastStream wraps the handler; typed as handing it back, so it keeps its signature.
-        return cast("Callable[[F], F]", self.broker.subscriber(
-            stream=sub, ack_policy=AckPolicy.MANUAL, **workers,
-            title=f"{stream.name}:{stream.group}",
-            description=f"New entries of {stream.name}, read by the consumer group "
-            f"{stream.group!r} (XREADGROUP).",
-        ))
+        def decorate(handler: H) -> H:
+            async def take(entries: list[Entry], reclaimed: bool) -> None:
+                # Each entry is worked on in a task of its own, so the next read overlaps the
+                # work; the read returns once its last entry has started (bounded read-ahead).
+                for entry in entries:
+                    await slots.acquire()
+                    task = asyncio.create_task(self._one(entry, handler, outputs, reclaimed))
+                    self._in_work.add(task)
+                    task.add_done_callback(self._in_work.discard)
+                    task.add_done_callback(lambda _: slots.release())
 
-    def reclaimer(self, stream: Stream, *, max_workers: int = 1) -> Callable[[F], F]:
-        """Subscribe a handler to the entries of `stream` left pending longer than
-        `claim_idle_ms` (XAUTOCLAIM): retries, and the work of replicas that died."""
-        sub = self._subscription(stream, max_records=max_workers,
-                                 min_idle_time=self.settings.claim_idle_ms)
-        workers: dict[str, Any] = {"max_workers": max_workers} if max_workers > 1 else {}
-        # FastStream wraps the handler; typed as handing it back, so it keeps its signature.
-        return cast("Callable[[F], F]", self.broker.subscriber(
-            stream=sub, ack_policy=AckPolicy.MANUAL, **workers,
-            title=f"{stream.name}:{stream.group}:reclaimer",
-            description=f"Entries of {stream.name} left pending longer than "
-            "NEWSFLOW_CLAIM_IDLE_MS (XAUTOCLAIM): retries, and work of replicas that died.",
-        ))
-
-    def consume(self, stream: Stream, *, max_workers: int = 1) -> Callable[[F], F]:
-        """Both: the handler takes new entries and reclaimed ones."""
-        read, reclaim = self.reader(stream, max_workers=max_workers), self.reclaimer(
-            stream, max_workers=max_workers)
-
-        def decorate(handler: F) -> F:
-            return read(reclaim(handler))
+            read_ahead = max(concurrency, self.settings.read_ahead)
+            self._subscribe(source, take, count=read_ahead, reclaim=False)
+            self._subscribe(source, take, count=1, reclaim=True)
+            return handler
 
         return decorate
 
-    def batch_reader(self, stream: Stream, *, max_records: int) -> Callable[[F], F]:
-        """Subscribe a handler to new entries of `stream` in batches of up to `max_records`
-        (one XREADGROUP, one XACK for all), where per-entry messaging would cost more than the
-        work. Pair it with `reclaimer` on a single-entry handler: a failed batch is retried
-        entry by entry there."""
-        sub = self._subscription(stream, max_records=max_records, batch=True)
-        # FastStream wraps the handler; typed as handing it back, so it keeps its signature.
-        return cast("Callable[[F], F]", self.broker.subscriber(
-            stream=sub, ack_policy=AckPolicy.MANUAL,
-            title=f"{stream.name}:{stream.group}:batch",
-            description=f"New entries of {stream.name}, in batches of up to {max_records}.",
-        ))
+    def handle_batches(
+        self, source: Stream, *, to: Stream, max_records: int
+    ) -> Callable[[B], B]:
+        """Run the handler on new entries of `source` in batches of up to `max_records`, where
+        per-entry work would cost less than reading it (the indexer: one transaction). It
+        returns one event per entry, for `to`; all are handed on and acknowledged at once. A
+        batch that fails is taken again entry by entry, so each gets its own retries."""
+        outputs = self._outputs(to)
 
-    async def publish_many(self, stream: Stream, events: Sequence[BaseModel]) -> None:
-        """Add events to `stream` in one round trip (what a batch handler emits)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for event in events:
-                pipe.xadd(stream.name, {DATA_FIELD: event.model_dump_json()})
-            await pipe.execute()
+        def decorate(handler: B) -> B:
+            async def one(event: BaseModel) -> Result:
+                [result] = await handler([event])
+                return result
 
-    def publishes(self, stream: Stream) -> Callable[[F], F]:
-        """The handler's return value goes to `stream`."""
-        # FastStream wraps the handler; typed as handing it back, so it keeps its signature.
-        return cast("Callable[[F], F]", self.broker.publisher(stream=stream.name))
+            async def take(entries: list[Entry], reclaimed: bool) -> None:
+                if reclaimed:
+                    for entry in entries:
+                        await self._one(entry, one, outputs, reclaimed)
+                    return
+                await self._batch(entries, handler, one, outputs)
 
+            self._subscribe(source, take, count=max_records, reclaim=False)
+            self._subscribe(source, take, count=1, reclaim=True)
+            return handler
+
+        return decorate
+
+    def _outputs(self, to: Stream | Sequence[Stream]) -> tuple[Stream, ...]:
+        outputs = (to,) if isinstance(to, Stream) else tuple(to)
+        for stream in outputs:
+            if stream.name not in self._documented:
+                # Handing on is done here, not by FastStream: registered for the AsyncAPI doc.
+                self._documented.add(stream.name)
+                self.broker.publisher(stream=stream.name, schema=stream.event,
+                                      title=f"{stream.name}:Publisher")
+        return outputs
+
+    def _subscribe(
+        self, source: Stream, take: Callable[[list[Entry], bool], Awaitable[None]], *,
+        count: int, reclaim: bool,
+    ) -> None:
+        if source.group is None:
+            raise ValueError(f"{source.name} is read by no group")
+        if source not in self.streams:
+            self.streams.append(source)
+        sub = StreamSub(source.name, group=source.group, consumer=self.consumer,
+                        polling_interval=self.settings.poll_ms, batch=True, max_records=count,
+                        min_idle_time=self.settings.claim_idle_ms if reclaim else None)
+
+        async def read(raw: Any) -> None:
+            await take([Entry(source, entry_id, fields) for entry_id, fields
+                        in zip(raw["message_ids"], raw["data"], strict=True)], reclaim)
+
+        # The AsyncAPI document shows the event the stream carries; FastStream must not validate
+        # it (the read is handed over raw, and each entry is validated by Entry.event).
+        read.__annotations__ = {
+            "raw": SkipValidation[source.event],  # type: ignore[misc,name-defined]
+            "return": None,
+        }
+        what = ("Entries of {name} left pending longer than NEWSFLOW_CLAIM_IDLE_MS "
+                "(XAUTOCLAIM): retries, and work of replicas that died." if reclaim else
+                "New entries of {name}, read by the consumer group {group!r} (XREADGROUP).")
+        self.broker.subscriber(
+            stream=sub, ack_policy=AckPolicy.MANUAL, parser=_as_read, decoder=_raw,
+            title=f"{source.name}:{source.group}" + (":reclaimer" if reclaim else ""),
+            description=what.format(name=source.name, group=source.group),
+        )(read)
+
+    async def _one(
+        self, entry: Entry, handler: Callable[[Any], Awaitable[Result]],
+        outputs: tuple[Stream, ...], reclaimed: bool,
+    ) -> None:
+        """Work on one entry and settle it, whatever happens (nothing escapes but cancellation,
+        which leaves the entry pending: it is released to the other replicas)."""
+        # What every log line about this entry carries (JSON logs show it).
+        context: dict[str, Any] = {"stage": self.service, "entry_id": entry.id.decode(),
+                                   "article_id": None, "started": time.perf_counter()}
+        token = entry_context.set(context)
+        failures = 0
+        try:
+            with metrics.PROCESSING.labels(self.service).time():
+                if reclaimed:
+                    failures = await self.policy.failures_before(entry)
+                event = entry.event()
+                context["article_id"] = getattr(event, "id", None)
+                result = await handler(event)
+                await self.policy.settle([(entry, self._emits(result, outputs))])
+        except _NotDue:
+            pass
+        except Exception as exc:
+            await self.policy.fail(entry, exc, failures)
+        finally:
+            entry_context.reset(token)
+
+    async def _batch(
+        self, entries: list[Entry], handler: Callable[[Any], Awaitable[Sequence[BaseModel]]],
+        one: Callable[[Any], Awaitable[Result]], outputs: tuple[Stream, ...],
+    ) -> None:
+        events: list[BaseModel] = []
+        good: list[Entry] = []
+        for entry in entries:
+            try:
+                events.append(entry.event())
+                good.append(entry)
+            except Exception as exc:
+                await self.policy.fail(entry, exc, 0)
+        if not good:
+            return
+        # Log lines name their article; this maps it to its entry.
+        token = entry_context.set({
+            "stage": self.service, "started": time.perf_counter(),
+            "entries": {getattr(e, "id", None): x.id.decode() for e, x in zip(events, good,
+                                                                           strict=True)},
+        })
+        try:
+            with metrics.PROCESSING.labels(self.service).time():
+                results = await handler(events)
+                await self.policy.settle([(entry, self._emits(result, outputs))
+                                          for entry, result in zip(good, results, strict=True)])
+            return
+        except Exception as exc:
+            logger.warning("batch of %d at %s failed: %s; taking its entries one by one",
+                           len(good), self.service, describe(exc),
+                           exc_info=None if isinstance(exc, NewsflowError | ValidationError)
+                           else exc)
+        finally:
+            entry_context.reset(token)
+        for entry in good:
+            await self._one(entry, one, outputs, reclaimed=False)
+
+    @staticmethod
+    def _emits(result: Result, outputs: tuple[Stream, ...]) -> list[Emit]:
+        if result is None:
+            return []
+        if isinstance(result, Emit):
+            if result.stream not in outputs:
+                raise TypeError(f"the handler emits to {result.stream.name}, not one of its "
+                                "outputs")
+            return [result]
+        if len(outputs) != 1:
+            raise TypeError("a handler with several outputs returns an Emit")
+        return [Emit(outputs[0], result)]

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     """Entries of articles:indexed kept for publishers that wait (nobody acknowledges it)."""
     poll_ms: int = 1_000
     """How long a read blocks waiting for new entries."""
+    read_ahead: int = 8
+    """Entries a replica reads at once (at least as many as it works on at once): one read and
+    one FastStream call for many entries. More a read holds more back from idle replicas."""
     graceful_timeout_s: float = 20.0
     """On SIGTERM, how long in-flight work may take to finish."""
 

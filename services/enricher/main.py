@@ -38,8 +38,7 @@ def create_app(settings: Settings) -> AsgiFastStream:
     async def load_models() -> None:
         enricher.append(await in_nlp_thread(Enricher))
 
-    @stage.consume(PARSED)
-    @stage.publishes(ENRICHED)
+    @stage.handle(PARSED, to=ENRICHED)
     async def on_article_parsed(event: ArticleParsed) -> ArticleEnriched:
         found = await in_nlp_thread(enricher[0].enrich, event.title, event.text, event.language)
         duplicate_of = await duplicates.link(event.id, await in_nlp_thread(signature, event.text))

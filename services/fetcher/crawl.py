@@ -4,12 +4,14 @@ GET, and what to do with a submitted article (fetch it, skip it, or put it back 
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from services.fetcher.fetch import (
     PAGE,
@@ -62,7 +64,8 @@ class FetchHistory:
             return None
         return {k.decode(): v.decode() for k, v in raw.items()}
 
-    async def record(self, article_id: str, page: FetchedPage) -> None:
+    def record(self, tx: Pipeline, article_id: str, page: FetchedPage) -> None:
+        """Add the writes that remember this fetch to `tx` (committed with the fetch's output)."""
         # (redis-py's Mapping type wants every key and value type it can send.)
         fields: dict[Any, Any] = {
             "url": page.url,
@@ -73,10 +76,8 @@ class FetchHistory:
         # A 304 need not repeat the validators; then the ones stored still hold.
         fields |= {k: v for k, v in (("etag", page.etag),
                                      ("last_modified", page.last_modified)) if v}
-        async with self.client.pipeline(transaction=True) as tx:
-            tx.hset(keys.fetched(article_id), mapping=fields)
-            tx.expire(keys.fetched(article_id), self.ttl_s)
-            await tx.execute()
+        tx.hset(keys.fetched(article_id), mapping=fields)
+        tx.expire(keys.fetched(article_id), self.ttl_s)
 
 
 class Crawler:
@@ -225,8 +226,12 @@ class Crawler:
             elapsed_ms=page.elapsed_ms, trace=event.traced("fetched"),
         ), page)
 
-    async def remember(self, event: ArticleSubmitted, outcome: Outcome) -> None:
-        """Record the fetch, once its result is published (recorded first, a crash in between
-        would leave the URL marked fetched with nothing downstream)."""
-        if outcome.page is not None:
-            await self.history.record(event.id, outcome.page)
+    def remembering(
+        self, event: ArticleSubmitted, outcome: Outcome
+    ) -> Callable[[Pipeline], None] | None:
+        """The writes that record the fetch, to commit with its outcome (recorded alone, a crash
+        in between would leave the URL marked fetched with nothing downstream)."""
+        page = outcome.page
+        if page is None:
+            return None
+        return lambda tx: self.history.record(tx, event.id, page)

@@ -23,8 +23,7 @@ def create_app(settings: Settings) -> AsgiFastStream:
     pool = WorkerPool(settings.parse_workers)
     stage.app.after_shutdown(pool.close)
 
-    @stage.consume(FETCHED, max_workers=settings.parse_workers)
-    @stage.publishes(PARSED)
+    @stage.handle(FETCHED, to=PARSED, concurrency=settings.parse_workers)
     async def on_article_fetched(event: ArticleFetched) -> ArticleParsed:
         url = event.final_url or event.url
         try:

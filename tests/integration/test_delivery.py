@@ -35,8 +35,7 @@ def parser_stage(settings: Settings, behaviour: Callable[[ArticleFetched], None]
     stage = Stage("parser", settings)
     seen: Counter[str] = Counter()
 
-    @stage.consume(FETCHED)
-    @stage.publishes(PARSED)
+    @stage.handle(FETCHED, to=PARSED)
     async def handle(event: ArticleFetched) -> ArticleParsed:
         seen[event.id] += 1
         behaviour(event)
@@ -237,48 +236,90 @@ async def test_a_stopping_replica_releases_what_it_holds(
     assert other.seen == {"a1": 1}  # type: ignore[attr-defined]
 
 
-async def test_a_failed_batch_is_retried_entry_by_entry(
+async def test_a_batch_dead_letters_a_malformed_entry_and_a_failed_one_goes_entry_by_entry(
     settings: Settings, redis_client: "Redis[bytes]"
 ) -> None:
     stage = Stage("indexer", settings)
-    batches: list[int] = []
-    singles: list[str] = []
+    calls: list[list[str]] = []
 
-    @stage.batch_reader(ENRICHED, max_records=50)
-    async def take_batch(events: list[ArticleEnriched]) -> None:
-        batches.append(len(events))
-        await stage.publish_many(INDEXED, [ArticleIndexed(id=e.id) for e in events])
-
-    @stage.reclaimer(ENRICHED)
-    @stage.publishes(INDEXED)
-    async def take_one(event: ArticleEnriched) -> ArticleIndexed:
-        singles.append(event.id)
-        return ArticleIndexed(id=event.id)
+    @stage.handle_batches(ENRICHED, to=INDEXED, max_records=50)
+    async def index(events: list[ArticleEnriched]) -> list[ArticleIndexed]:
+        calls.append([e.id for e in events])
+        if any(e.id == "bad" for e in events):
+            raise PermanentError("the store refuses it")
+        return [ArticleIndexed(id=e.id) for e in events]
 
     await ensure_groups(redis_client)
-    good = [ArticleEnriched(id=f"g{n}").model_dump_json() for n in range(5)]
-    for body in good[:2]:
-        await redis_client.xadd(ENRICHED.name, {DATA_FIELD: body})
-    await redis_client.xadd(ENRICHED.name, {DATA_FIELD: '{"no": "id"}'})
-    for body in good[2:]:
-        await redis_client.xadd(ENRICHED.name, {DATA_FIELD: body})
+    for body in ("g0", "g1", None, "g2", "bad", "g3"):
+        await redis_client.xadd(ENRICHED.name, {DATA_FIELD: ArticleEnriched(
+            id=body).model_dump_json() if body else '{"no": "id"}'})
     async with stage.running():
-        await until(lambda: _count(redis_client, 1))
-        await until(lambda: _indexed(redis_client, 5))
+        await until(lambda: _count(redis_client, 2))
+        await until(lambda: _indexed(redis_client, 4))
         await until(lambda: _enriched_pending_zero(redis_client))
-    assert batches == []  # the one batch failed to decode: nothing was half-indexed
-    assert sorted(singles) == [f"g{n}" for n in range(5)]
-    [letter] = await dead(redis_client)
-    assert letter.group == "indexer" and "id: Field required" in letter.reason
+    # The malformed entry never reached the handler; the failed batch was taken again entry
+    # by entry, so only the entry at fault is dead and nothing was indexed twice.
+    assert calls == [["g0", "g1", "g2", "bad", "g3"], ["g0"], ["g1"], ["g2"], ["bad"], ["g3"]]
+    reasons = sorted(letter.reason for letter in await dead(redis_client))
+    assert "id: Field required" in reasons[1] and reasons[0] == "PermanentError: the store " \
+        "refuses it", reasons
+    assert await redis_client.xlen(INDEXED.name) == 4
 
     # A healthy batch is handled whole, with one acknowledgement.
     for n in range(5, 9):
         await redis_client.xadd(ENRICHED.name, {DATA_FIELD: ArticleEnriched(
             id=f"g{n}").model_dump_json()})
     async with stage.running():
-        await until(lambda: _indexed(redis_client, 9))
+        await until(lambda: _indexed(redis_client, 8))
         await until(lambda: _enriched_pending_zero(redis_client))
-    assert sum(batches) == 4 and len(singles) == 5
+    assert calls[-1] == ["g5", "g6", "g7", "g8"]
+
+
+async def test_a_handler_works_on_as_many_entries_at_once_as_its_concurrency(
+    settings: Settings, redis_client: "Redis[bytes]"
+) -> None:
+    stage = Stage("parser", settings)
+    busy, peak = [0], [0]
+
+    @stage.handle(FETCHED, to=PARSED, concurrency=3)
+    async def parse(event: ArticleFetched) -> ArticleParsed:
+        busy[0] += 1
+        peak[0] = max(peak[0], busy[0])
+        await asyncio.sleep(0.05)
+        busy[0] -= 1
+        return ArticleParsed(id=event.id)
+
+    await ensure_groups(redis_client)
+    for n in range(20):
+        await redis_client.xadd(FETCHED.name, fetched(n))
+    async with stage.running():
+        await until(lambda: _parsed(redis_client, 20))
+        await until(lambda: _zero(redis_client))
+    assert peak[0] == 3
+
+
+async def _parsed(client: "Redis[bytes]", n: int) -> bool:
+    return int(await client.xlen(PARSED.name)) >= n
+
+
+async def test_a_stopping_replica_finishes_the_work_in_hand(
+    settings: Settings, redis_client: "Redis[bytes]"
+) -> None:
+    started = asyncio.Event()
+    stage = Stage("parser", settings)
+
+    @stage.handle(FETCHED, to=PARSED)
+    async def parse(event: ArticleFetched) -> ArticleParsed:
+        started.set()
+        await asyncio.sleep(0.3)
+        return ArticleParsed(id=event.id)
+
+    async with stage.running():
+        await redis_client.xadd(FETCHED.name, fetched(1))
+        await asyncio.wait_for(started.wait(), 5)
+    # Stopped mid-work: the work was finished, handed on and acknowledged, not abandoned.
+    assert await redis_client.xlen(PARSED.name) == 1
+    assert await pending(redis_client) == 0
 
 
 async def _indexed(client: "Redis[bytes]", n: int) -> bool:
