@@ -55,11 +55,18 @@ _HEADINGS = ("h2", "h3", "h4", "h5", "h6")
 _STOP_TAGS = frozenset({"body", "html", "main", "article"})
 
 
+# Combining marks left by NFKD ("é" → "e" + U+0301): the Latin, Greek and Cyrillic accents that
+# the keys above are written without.
+_ACCENTS = re.compile(r"[\u0300-\u036f]")
+_NON_WORD = re.compile(r"[\W_]+")
+
+
 def _fold(text: str) -> str:
     """Lower case, no accents, punctuation as spaces: "Editor's choice:" → "editor s choice"."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(re.sub(r"[\W_]+", " ", plain).split())
+    folded = text.casefold()
+    if not folded.isascii():  # the common case skips the decomposition (it runs per line)
+        folded = _ACCENTS.sub("", unicodedata.normalize("NFKD", folded))
+    return " ".join(_NON_WORD.sub(" ", folded).split())
 
 
 _TEASER_KEYS = frozenset(_fold(h) for h in _TEASER_HEADINGS) | frozenset(
@@ -164,8 +171,11 @@ def clean_paragraphs(lines: Iterable[str]) -> list[str]:
         if not key or key in seen:
             continue
         seen.add(key)
-        if is_teaser_heading(line) or is_teaser_link(line) or is_prompt(line) or (
-                _COPYRIGHT.match(line) and len(key.split()) <= _MAX_PROMPT_WORDS):
+        # Headings, prompts and notices are short; a long line can only be a "Read also:" link.
+        short = len(key) <= _MAX_LABEL_CHARS or key.count(" ") < _MAX_PROMPT_WORDS
+        if is_teaser_link(line) or (short and (
+                is_teaser_heading(line) or is_prompt(line)
+                or (_COPYRIGHT.match(line) and len(key.split()) <= _MAX_PROMPT_WORDS))):
             continue
         kept.append(line)
     return kept
