@@ -68,6 +68,10 @@ _TRAFILATURA_OPTIONS: dict[str, Any] = {
 _MIN_WORDS = 10
 # A JSON-LD `articleBody` shorter than this (in word 4-grams) is a teaser, not the article.
 _MIN_LD_BODY_GRAMS = 50
+# The headline repeated in the text sits among its first lines, with at most a short kicker.
+_HEADLINE_ZONE = 3
+_MAX_KICKER_CHARS = 40
+_MAX_LEAD_LINE_WORDS = 25
 _TITLE_SEPARATORS = re.compile(r"\s+[|–—\-:·•»/ㅣ]{1,2}\s+|\s*[|｜：ㅣ]\s*")
 _DATE_ONLY = re.compile(r"^\s*[\d./\-\s]{6,}\s*$")
 _WORD = re.compile(r"\w+")
@@ -123,6 +127,7 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
     body = (document.text or "") if isinstance(document, Document) else ""
     paragraphs = clean_paragraphs(body.split("\n") if body else [])
     paragraphs = _agree_with_ld_body(paragraphs, meta.ld_body())
+    paragraphs = _without_headline(paragraphs, meta.headlines())
     text = "\n\n".join(paragraphs)
     words = len(_WORD.findall(text))
     if words < _MIN_WORDS:
@@ -171,6 +176,29 @@ def _agree_with_ld_body(paragraphs: list[str], ld_body: str) -> list[str]:
         if total <= 2 or sum((own & ld_grams).values()) / total >= 0.5:
             kept.append(paragraph)
     return kept
+
+
+def _without_headline(paragraphs: list[str], headlines: list[str]) -> list[str]:
+    """The paragraphs without the headline that extractors often keep at the top of the text.
+
+    The headline is the title field, not text; a kicker glued before it ("Election night" +
+    headline, as the page's text runs together) goes with it.
+    """
+    keys = {_fold(h) for h in headlines} - {""}
+    kept = []
+    for index, paragraph in enumerate(paragraphs):
+        if index < _HEADLINE_ZONE and _is_headline(paragraph, keys):
+            continue
+        kept.append(paragraph)
+        if len(paragraph.split()) > _MAX_LEAD_LINE_WORDS:
+            # The text has begun: a heading from here on is the text's own.
+            return kept + paragraphs[index + 1:]
+    return kept
+
+
+def _is_headline(paragraph: str, headlines: set[str]) -> bool:
+    key = _fold(paragraph)
+    return any(key.endswith(h) and len(key) - len(h) <= _MAX_KICKER_CHARS for h in headlines)
 
 
 def _grams(text: str) -> Counter[tuple[str, ...]]:
@@ -245,13 +273,17 @@ class _PageMeta:
             if isinstance(value, str):
                 yield _clean(value)
 
-    def title(self) -> str:
+    def headlines(self) -> list[str]:
+        """The page's headline as each source states it, the site's name cut, best first."""
         # Order measured on the dev set: the JSON-LD headline matched the reference most often,
         # then og:title; letting the sources vote did worse (sites pick different ones).
         site = self.site_name()
         raw = [_ld_text(self._ld("headline")), *self.metas.get("og:title", [])[:1],
                self.title_tag, *self.h1[:1], *self.metas.get("twitter:title", [])[:1]]
-        candidates = [t for t in (strip_site_suffix(c, site, self.url) for c in raw if c) if t]
+        return [t for t in (strip_site_suffix(c, site, self.url) for c in raw if c) if t]
+
+    def title(self) -> str:
+        candidates = self.headlines()
         if not candidates:
             return ""
         best = candidates[0]

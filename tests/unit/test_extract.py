@@ -281,3 +281,12 @@ def test_ld_body_replaces_a_truncated_extraction() -> None:
     head = f'<script type="application/ld+json">{json.dumps(ld)}</script>'
     body = "".join(f"<p>{s}</p>" for s in ld_sentences[:8])
     assert ld_sentences[-1] in extract_article(page(head, body)).text
+
+
+def test_headline_and_its_kicker_leave_the_text_but_a_later_heading_stays() -> None:
+    body = ("<p>Election night: Budget talks collapse</p>" + BODY
+            + "<h2>Budget talks collapse</h2><p>A later section reuses the title as a heading.</p>")
+    text = extract_article(page('<meta property="og:title" content="Budget talks collapse">',
+                                body=body)).text
+    assert text.startswith("The council met")
+    assert "Budget talks collapse\n\nA later section" in text
