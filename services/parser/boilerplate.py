@@ -50,6 +50,9 @@ _PROMPT_WORDS = (
 _COPYRIGHT = re.compile(r"^(?:©|\(c\)|copyright\b)", re.IGNORECASE)
 _MAX_LABEL_CHARS = 60
 _MAX_PROMPT_WORDS = 12
+# A list of at least this many items, each nearly all link text, is a list of links.
+_MIN_LINK_LIST_ITEMS = 2
+_LINK_SHARE = 0.9
 _HEADINGS = ("h2", "h3", "h4", "h5", "h6")
 # Containers a block may never grow into: the page or the article itself.
 _STOP_TAGS = frozenset({"body", "html", "main", "article"})
@@ -119,6 +122,29 @@ def drop_boilerplate_blocks(tree: HtmlElement) -> None:
         if parent is not None:
             # Keep the tail: it is text of the parent that follows the removed element.
             _drop_keep_tail(element)
+
+
+def drop_link_lists(tree: HtmlElement) -> None:
+    """Remove, in place, lists whose every item is one link: teasers and menus, not text.
+
+    A list in an article's text says something in each item; a list of bare links points to other
+    pages ("more on this", topic links, a rubric's latest stories), whatever its heading says.
+    """
+    doomed = [ul for ul in tree.iter("ul", "ol") if _is_link_list(ul)]
+    for element in doomed:
+        _drop_keep_tail(element)
+
+
+def _is_link_list(element: HtmlElement) -> bool:
+    items = [li for li in element if li.tag == "li"]
+    if len(items) < _MIN_LINK_LIST_ITEMS:
+        return False
+    for item in items:
+        text = "".join(item.itertext()).strip()
+        links = "".join(t for a in item.iter("a") for t in a.itertext()).strip()
+        if not text or len(links) < _LINK_SHARE * len(text):
+            return False
+    return True
 
 
 def _block_of(heading: HtmlElement) -> list[HtmlElement]:

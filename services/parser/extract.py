@@ -23,7 +23,7 @@ from trafilatura.utils import load_html
 
 from shared.errors import PermanentError
 
-from .boilerplate import clean_paragraphs, drop_boilerplate_blocks
+from .boilerplate import clean_paragraphs, drop_boilerplate_blocks, drop_link_lists
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,7 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
         raise PermanentError("not an HTML document")
     meta = _PageMeta.read(tree, url)
     drop_boilerplate_blocks(tree)
+    drop_link_lists(tree)
     # trafilatura copies the tree it is given, so the metadata read above stays valid.
     document = bare_extraction(tree, url=url, **_TRAFILATURA_OPTIONS)
     body = (document.text or "") if isinstance(document, Document) else ""

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import trafilatura
 
 from services.parser.boilerplate import clean_paragraphs, is_teaser_heading
 from services.parser.extract import (
@@ -55,8 +56,6 @@ def test_reference_pages(name: str) -> None:
 
 def test_hard_variant_really_hides_the_boilerplate_in_the_article() -> None:
     """The hard page is only hard if plain trafilatura keeps the boilerplate."""
-    import trafilatura
-
     html = (FIXTURES / "article_hard.html").read_text(encoding="utf-8")
     plain = trafilatura.extract(html) or ""
     assert "International Claims Commission" in plain
@@ -290,3 +289,16 @@ def test_headline_and_its_kicker_leave_the_text_but_a_later_heading_stays() -> N
                                 body=body)).text
     assert text.startswith("The council met")
     assert "Budget talks collapse\n\nA later section" in text
+
+
+def test_a_list_of_bare_links_leaves_the_text_a_list_with_words_stays() -> None:
+    links = ("<ul><li><a href='/a'>Mayor opens the new bridge over the river</a></li>"
+             "<li><a href='/b'>Schools close early for the summer holidays</a></li>"
+             "<li><a href='/c'>Rail strike called off after late-night talks</a></li></ul>")
+    points = ("<ul><li>The council cut the <a href='/roads'>road budget</a> by a tenth.</li>"
+              "<li>Libraries keep their opening hours until next spring.</li></ul>")
+    html = page(body=BODY + points + links + BODY.replace("council", "mayor"))
+    assert "Mayor opens" in (trafilatura.extract(html) or "")  # what an extractor keeps
+    text = extract_article(html).text
+    assert "road budget by a tenth" in text
+    assert "Mayor opens" not in text
