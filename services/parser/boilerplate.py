@@ -53,6 +53,8 @@ _MAX_PROMPT_WORDS = 12
 # A list of at least this many items, each nearly all link text, is a list of links.
 _MIN_LINK_LIST_ITEMS = 2
 _LINK_SHARE = 0.9
+# A paragraph this long is text, never a teaser's blurb.
+_PROSE_WORDS = 30
 _HEADINGS = ("h2", "h3", "h4", "h5", "h6")
 # Containers a block may never grow into: the page or the article itself.
 _STOP_TAGS = frozenset({"body", "html", "main", "article"})
@@ -155,7 +157,7 @@ def _block_of(heading: HtmlElement) -> list[HtmlElement]:
         parent = block.getparent()
         if parent is None or parent.tag in _STOP_TAGS or parent.find(".//h1") is not None:
             break
-        if not parent.text_content().strip().startswith(label):
+        if not parent.text_content().strip().startswith(label) or _holds_prose(parent, block):
             break
         block = parent
     if block is not heading or heading.tag not in _HEADINGS:
@@ -171,6 +173,16 @@ def _block_of(heading: HtmlElement) -> list[HtmlElement]:
             break
         out.append(sibling)
     return out
+
+
+def _holds_prose(parent: HtmlElement, block: HtmlElement) -> bool:
+    """Whether `parent` holds, beside `block`, a paragraph of text: then it is no teaser block.
+
+    Layouts put a sidebar's "Most read" before the article in the page's order, so the article's
+    container also starts with the label.
+    """
+    return any(len(p.text_content().split()) >= _PROSE_WORDS
+               for child in parent if child is not block for p in child.iter("p"))
 
 
 def _drop_keep_tail(element: HtmlElement) -> None:

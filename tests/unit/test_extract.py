@@ -302,3 +302,11 @@ def test_a_list_of_bare_links_leaves_the_text_a_list_with_words_stays() -> None:
     text = extract_article(html).text
     assert "road budget by a tenth" in text
     assert "Mayor opens" not in text
+
+
+def test_a_sidebar_placed_before_the_text_takes_only_itself_away() -> None:
+    sidebar = ("<aside><div>Most read</div><ul><li><a href='/a'>Mayor opens the new bridge</a></li>"
+               "<li><a href='/b'>Schools close early</a></li></ul></aside>")
+    text = extract_article(page(body=f"<div>{sidebar}<div>{BODY}</div></div>")).text
+    assert text.startswith("The council met on Tuesday")
+    assert "Mayor opens" not in text
