@@ -36,6 +36,7 @@ _TEASER_HEADINGS = (
     # nl / nordic / pl / others
     "lees ook", "meest gelezen", "gerelateerd", "las ogsa", "les ogsa", "laes ogsa", "mest last",
     "mest lest", "mest laest", "lue myos", "luetuimmat", "czytaj takze", "czytaj rowniez",
+    "czytaj wiecej",
     "najczesciej czytane", "precti si take", "nejctenejsi", "citajte i", "procitajte i",
     "citeste si", "olvassa el", "okuyun", "ilginizi cekebilir", "читаите также", "по теме",
     "популярное",

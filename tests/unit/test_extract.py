@@ -198,6 +198,7 @@ def test_clean_paragraphs() -> None:
              "Real text here.", "© 2024 Example", "Second paragraph."]
     assert clean_paragraphs(lines) == ["Real text here.", "Second paragraph."]
     assert is_teaser_heading("Mehr zum Thema Ukraine")
+    assert is_teaser_heading("Czytaj więcej")
     assert not is_teaser_heading("Popular uprising spreads to the capital")
 
 
