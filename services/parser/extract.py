@@ -592,8 +592,17 @@ def clean_authors(raw: Iterable[str], organisations: set[str] | None = None) -> 
     names: list[str] = []
     for entry in raw:
         byline = _EMAIL.sub(" ", _clean(entry))
-        if byline.startswith(("http://", "https://", "/")) or _DOMAIN.search(byline):
+        if byline.startswith(("http://", "https://", "/")):
             continue
+        if _DOMAIN.search(byline):
+            # "Jane Doe, professor of law, Example.com": names (and roles) before the site are
+            # kept. A byline that opens with a web address names the site ("www.example.com, …",
+            # "Example (www.example.com)").
+            parts = byline.split(",")
+            site = next(i for i, part in enumerate(parts) if _DOMAIN.search(part))
+            if site == 0:
+                continue
+            byline = ",".join(parts[:site])
         byline = re.sub(r"\(.*?\)|\[.*?\]", " ", byline)
         while (stripped := _BYLINE_PREFIX.sub("", byline)) != byline:
             byline = stripped
