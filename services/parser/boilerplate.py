@@ -127,6 +127,22 @@ def drop_boilerplate_blocks(tree: HtmlElement) -> None:
             _drop_keep_tail(element)
 
 
+def drop_other_articles(tree: HtmlElement) -> None:
+    """Remove, in place, the articles after the page's first one that have headlines of their own.
+
+    Pages append the next story as the reader scrolls, and teasers come as small articles with a
+    headline: the page's own story is the first article that has an <h1>.
+    """
+    headed = [a for a in tree.iter("article") if a.find(".//h1") is not None]
+    if len(headed) < 2:
+        return
+    first = headed[0]
+    nested = set(first.iterancestors()) | set(first.iterdescendants("article"))
+    for article in headed[1:]:
+        if article not in nested:
+            _drop_keep_tail(article)
+
+
 def drop_link_lists(tree: HtmlElement) -> None:
     """Remove, in place, lists whose every item is one link: teasers and menus, not text.
 

@@ -23,7 +23,12 @@ from trafilatura.utils import load_html
 
 from shared.errors import PermanentError
 
-from .boilerplate import clean_paragraphs, drop_boilerplate_blocks, drop_link_lists
+from .boilerplate import (
+    clean_paragraphs,
+    drop_boilerplate_blocks,
+    drop_link_lists,
+    drop_other_articles,
+)
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,7 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
     meta = _PageMeta.read(tree, url)
     drop_boilerplate_blocks(tree)
     drop_link_lists(tree)
+    drop_other_articles(tree)
     # trafilatura copies the tree it is given, so the metadata read above stays valid.
     document = bare_extraction(tree, url=url, **_TRAFILATURA_OPTIONS)
     body = (document.text or "") if isinstance(document, Document) else ""

@@ -5,10 +5,11 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import lxml.html
 import pytest
 import trafilatura
 
-from services.parser.boilerplate import clean_paragraphs, is_teaser_heading
+from services.parser.boilerplate import clean_paragraphs, drop_other_articles, is_teaser_heading
 from services.parser.extract import (
     Extraction,
     clean_authors,
@@ -312,3 +313,16 @@ def test_a_sidebar_placed_before_the_text_takes_only_itself_away() -> None:
     text = extract_article(page(body=f"<div>{sidebar}<div>{BODY}</div></div>")).text
     assert text.startswith("The council met on Tuesday")
     assert "Mayor opens" not in text
+
+
+def test_the_next_story_appended_below_the_article_leaves_the_page() -> None:
+    html = ("<html><body><main><article><h1>Budget talks</h1><p>The council met.</p>"
+            "<article><h1>Budget talks</h1><p>Inner copy.</p></article></article>"
+            "<div><article><h1>Harbour reopens</h1><p>The harbour reopened.</p></article></div>"
+            "<article><h2>Teaser</h2><p>A teaser without a headline of its own.</p></article>"
+            "</main></body></html>")
+    tree = lxml.html.fromstring(html)
+    drop_other_articles(tree)
+    text = tree.text_content()
+    assert "The council met." in text and "Inner copy." in text and "A teaser" in text
+    assert "harbour" not in text
