@@ -73,10 +73,15 @@ _TRAFILATURA_OPTIONS: dict[str, Any] = {
 _MIN_WORDS = 10
 # A JSON-LD `articleBody` shorter than this (in word 4-grams) is a teaser, not the article.
 _MIN_LD_BODY_GRAMS = 50
-# The headline repeated in the text sits among its first lines, with at most a short kicker.
-_HEADLINE_ZONE = 3
+# The headline, byline and timestamp sit among the text's first lines (above or below a lead).
+_LEAD_ZONE = 4
 _MAX_KICKER_CHARS = 40
 _MAX_LEAD_LINE_WORDS = 25
+# A byline or timestamp line is short; a timestamp has at most a few words beside its numbers
+# ("Stand: 22.04.2024, 06:00 Uhr", "17:41 JST, October 13, 2024").
+_MAX_BYLINE_WORDS = 8
+_MAX_TIMESTAMP_LABELS = 4
+_DATE_OR_TIME = re.compile(r"(?<!\d)(?:(?:19|20)\d\d|\d{1,2}[:.]\d\d)(?!\d)")
 _TITLE_SEPARATORS = re.compile(r"\s+[|–—\-:·•»/ㅣ]{1,2}\s+|\s*[|｜：ㅣ]\s*")
 _DATE_ONLY = re.compile(r"^\s*[\d./\-\s]{6,}\s*$")
 _WORD = re.compile(r"\w+")
@@ -134,7 +139,8 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
     body = (document.text or "") if isinstance(document, Document) else ""
     paragraphs = clean_paragraphs(body.split("\n") if body else [])
     paragraphs = _agree_with_ld_body(paragraphs, meta.ld_body())
-    paragraphs = _without_headline(paragraphs, meta.headlines())
+    authors = meta.authors(tree)
+    paragraphs = _without_lead_metadata(paragraphs, meta.headlines(), authors)
     text = "\n\n".join(paragraphs)
     words = len(_WORD.findall(text))
     if words < _MIN_WORDS:
@@ -143,7 +149,7 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
     return Extraction(
         title=title,
         text=text,
-        authors=meta.authors(tree),
+        authors=authors,
         published=meta.published(tree, url),
         modified=meta.modified(),
         language=meta.language(),
@@ -185,22 +191,48 @@ def _agree_with_ld_body(paragraphs: list[str], ld_body: str) -> list[str]:
     return kept
 
 
-def _without_headline(paragraphs: list[str], headlines: list[str]) -> list[str]:
-    """The paragraphs without the headline that extractors often keep at the top of the text.
+def _without_lead_metadata(paragraphs: list[str], headlines: list[str],
+                           authors: list[str]) -> list[str]:
+    """The paragraphs without the headline, byline and timestamp that extractors keep on top.
 
-    The headline is the title field, not text; a kicker glued before it ("Election night" +
-    headline, as the page's text runs together) goes with it.
+    These are fields of their own (title, authors, published), not text. A kicker glued before the
+    headline ("Election night" + headline, as the page's text runs together) goes with it.
     """
     keys = {_fold(h) for h in headlines} - {""}
+    people = {_fold(a) for a in authors}
     kept = []
+    begun = False  # past the first long paragraph: a heading from here on is the text's own
     for index, paragraph in enumerate(paragraphs):
-        if index < _HEADLINE_ZONE and _is_headline(paragraph, keys):
+        if index < _LEAD_ZONE and (
+                (not begun and _is_headline(paragraph, keys))
+                or _is_byline(paragraph, people) or _is_timestamp(paragraph)):
             continue
         kept.append(paragraph)
-        if len(paragraph.split()) > _MAX_LEAD_LINE_WORDS:
-            # The text has begun: a heading from here on is the text's own.
-            return kept + paragraphs[index + 1:]
+        begun = begun or len(paragraph.split()) > _MAX_LEAD_LINE_WORDS
     return kept
+
+
+def _is_byline(line: str, people: set[str]) -> bool:
+    """ "By Jane Doe", "Von Jane Doe, Berlin", or the authors' names alone."""
+    if len(line.split()) > _MAX_BYLINE_WORDS:
+        return False
+    names = {_fold(n) for n in clean_authors([line])}
+    if names & people:
+        return True
+    rest = _BYLINE_PREFIX.sub("", line.lstrip("-–—• "))
+    return rest != line.lstrip("-–—• ") and bool(rest) and all(w[0].isupper() for w in rest.split())
+
+
+def _is_timestamp(line: str) -> bool:
+    """A date or time line ("05.08.2024, 20:59 Uhr", "Updated 15.59 | Published 14.14")."""
+    words = _WORD.findall(line)
+    if len(words) > 2 * _MAX_BYLINE_WORDS or not _DATE_OR_TIME.search(line):
+        return False
+    # Mostly numbers, at least two of them (day and year, hour and minute): "Wann sind die
+    # Eisheiligen 2024?" is a heading.
+    numbers = sum(any(c.isdigit() for c in w) for w in words)
+    labels = len(words) - numbers
+    return numbers >= 2 and labels <= min(numbers, _MAX_TIMESTAMP_LABELS)
 
 
 def _is_headline(paragraph: str, headlines: set[str]) -> bool:

@@ -326,3 +326,15 @@ def test_the_next_story_appended_below_the_article_leaves_the_page() -> None:
     text = tree.text_content()
     assert "The council met." in text and "Inner copy." in text and "A teaser" in text
     assert "harbour" not in text
+
+
+def test_byline_and_timestamp_lines_leave_the_top_of_the_text() -> None:
+    head = '<meta name="author" content="Jane Doe">'
+    body = ("<p>By Jane Doe</p><p>Updated 15.59 | Published 14.12.2024</p>" + BODY
+            + BODY.replace("council", "mayor") + BODY.replace("council", "board")
+            + "<p>Jane Doe</p><p>Wann sind die Eisheiligen 2024?</p>")
+    extraction = extract_article(page(head, body=body))
+    assert extraction.authors == ["Jane Doe"]
+    assert extraction.text.startswith("The council met")
+    # Lower down, the same lines are the text's own.
+    assert extraction.text.endswith("Jane Doe\n\nWann sind die Eisheiligen 2024?")
