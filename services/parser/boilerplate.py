@@ -54,6 +54,8 @@ _MAX_PROMPT_WORDS = 12
 # A list of at least this many items, each nearly all link text, is a list of links.
 _MIN_LINK_LIST_ITEMS = 2
 _LINK_SHARE = 0.9
+# The classes the social networks' embed code puts on the <blockquote> of an embedded post.
+_EMBED_CLASSES = frozenset({"twitter-tweet", "instagram-media", "tiktok-embed", "bluesky-embed"})
 # A paragraph this long is text, never a teaser's blurb.
 _PROSE_WORDS = 30
 _HEADINGS = ("h2", "h3", "h4", "h5", "h6")
@@ -125,6 +127,17 @@ def drop_boilerplate_blocks(tree: HtmlElement) -> None:
         if parent is not None:
             # Keep the tail: it is text of the parent that follows the removed element.
             _drop_keep_tail(element)
+
+
+def drop_social_embeds(tree: HtmlElement) -> None:
+    """Remove, in place, embedded social-media posts: quoted third-party content, not the text.
+
+    The platforms' embed code marks them with a class of its own on a <blockquote>.
+    """
+    doomed = [b for b in tree.iter("blockquote")
+              if _EMBED_CLASSES.intersection((b.get("class") or "").split())]
+    for element in doomed:
+        _drop_keep_tail(element)
 
 
 def drop_other_articles(tree: HtmlElement) -> None:

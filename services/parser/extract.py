@@ -28,6 +28,7 @@ from .boilerplate import (
     drop_boilerplate_blocks,
     drop_link_lists,
     drop_other_articles,
+    drop_social_embeds,
 )
 
 
@@ -134,6 +135,7 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
     drop_boilerplate_blocks(tree)
     drop_link_lists(tree)
     drop_other_articles(tree)
+    drop_social_embeds(tree)
     # trafilatura copies the tree it is given, so the metadata read above stays valid.
     document = bare_extraction(tree, url=url, **_TRAFILATURA_OPTIONS)
     body = (document.text or "") if isinstance(document, Document) else ""

@@ -338,3 +338,13 @@ def test_byline_and_timestamp_lines_leave_the_top_of_the_text() -> None:
     assert extraction.text.startswith("The council met")
     # Lower down, the same lines are the text's own.
     assert extraction.text.endswith("Jane Doe\n\nWann sind die Eisheiligen 2024?")
+
+
+def test_an_embedded_social_media_post_leaves_the_text() -> None:
+    tweet = ('<blockquote class="twitter-tweet"><p>Council budget vote tonight, stay tuned for '
+             'the results and all the reactions from the floor of the chamber.</p>'
+             "&mdash; City Desk (@citydesk) May 1, 2024</blockquote>")
+    html = page(body=BODY + tweet + BODY.replace("council", "mayor"))
+    assert "stay tuned" in (trafilatura.extract(html) or "")  # what an extractor keeps
+    text = extract_article(html).text
+    assert "stay tuned" not in text and "The mayor met" in text
