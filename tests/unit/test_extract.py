@@ -348,3 +348,25 @@ def test_an_embedded_social_media_post_leaves_the_text() -> None:
     assert "stay tuned" in (trafilatura.extract(html) or "")  # what an extractor keeps
     text = extract_article(html).text
     assert "stay tuned" not in text and "The mayor met" in text
+
+
+STANDFIRST = "Councillors agreed a leaner budget after a long night of talks in the town hall."
+
+
+@pytest.mark.parametrize(("shown", "want_first"), [
+    (f'<div class="dek">{STANDFIRST}</div>', STANDFIRST),
+    ("", "The council met"),  # a description the page does not show is no part of its text
+])
+def test_standfirst_shown_on_the_page_leads_the_text(shown: str, want_first: str) -> None:
+    head = f'<meta name="description" content="{STANDFIRST}">'
+    html = (f'<!DOCTYPE html><html lang="en"><head>{head}</head><body><header><h1>Budget talks'
+            f"</h1>{shown}</header><main><article>{BODY}</article></main></body></html>")
+    text = extract_article(html).text
+    assert text.startswith(want_first)
+    assert text.count(STANDFIRST) == (1 if shown else 0)
+
+
+def test_standfirst_already_in_the_text_is_not_repeated() -> None:
+    head = f'<meta name="description" content="{STANDFIRST}">'
+    text = extract_article(page(head, body=f"<p>{STANDFIRST}</p>{BODY}")).text
+    assert text.count(STANDFIRST) == 1
