@@ -294,7 +294,7 @@ def test_headline_and_its_kicker_leave_the_text_but_a_later_heading_stays() -> N
     assert "Budget talks collapse\n\nA later section" in text
 
 
-def test_a_list_of_bare_links_leaves_the_text_a_list_with_words_stays() -> None:
+def test_a_list_of_links_leaves_the_text_a_list_with_words_stays() -> None:
     links = ("<ul><li>Transport: <a href='/a'>Mayor opens the new bridge over the river</a></li>"
              "<li><a href='/b'>Schools close early for the summer holidays</a></li>"
              "<li><a href='/c'>Rail strike called off after late-night talks</a></li></ul>")
