@@ -82,6 +82,8 @@ _MAX_KICKER_CHARS = 40
 _MAX_LEAD_LINE_WORDS = 25
 # A description shorter than this (in word 4-grams) is a tagline, not a standfirst.
 _MIN_STANDFIRST_GRAMS = 5
+# A standfirst is shown in the first part of the page's text (the footer comes last).
+_STANDFIRST_ZONE = 0.5
 _INVISIBLE = frozenset({"script", "style", "noscript", "template"})
 # A byline or timestamp line is short; a timestamp has at most a few words beside its numbers
 # ("Stand: 22.04.2024, 06:00 Uhr", "17:41 JST, October 13, 2024").
@@ -224,14 +226,15 @@ def _with_standfirst(paragraphs: list[str], descriptions: list[str], page: str) 
     """The paragraphs led by the standfirst, when the extractor left it out.
 
     Extractors skip the standfirst, as it sits in the header with the headline. The page's own
-    description is its text; shown on the page, it is the standfirst (measured on the dev set: the
-    reference texts open with it).
+    description is its text; shown high on the page, it is the standfirst (measured on the dev
+    set: the reference texts open with it). A site's blurb in the footer is not.
     """
     ours = _grams(" ".join(paragraphs))
     for description in descriptions:
         own = _grams(description)
         total = sum(own.values())
-        if total < _MIN_STANDFIRST_GRAMS or description not in page:
+        shown = page.find(description)
+        if total < _MIN_STANDFIRST_GRAMS or not 0 <= shown < _STANDFIRST_ZONE * len(page):
             continue
         if sum((own & ours).values()) / total < 0.5:
             return [description, *paragraphs]

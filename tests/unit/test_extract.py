@@ -353,14 +353,16 @@ def test_an_embedded_social_media_post_leaves_the_text() -> None:
 STANDFIRST = "Councillors agreed a leaner budget after a long night of talks in the town hall."
 
 
-@pytest.mark.parametrize(("shown", "want_first"), [
-    (f'<div class="dek">{STANDFIRST}</div>', STANDFIRST),
-    ("", "The council met"),  # a description the page does not show is no part of its text
+@pytest.mark.parametrize(("shown", "footer", "want_first"), [
+    (f'<div class="dek">{STANDFIRST}</div>', "", STANDFIRST),
+    ("", "", "The council met"),  # a description the page does not show is no part of its text
+    ("", f"<footer><p>{STANDFIRST}</p></footer>", "The council met"),  # a site's blurb
 ])
-def test_standfirst_shown_on_the_page_leads_the_text(shown: str, want_first: str) -> None:
+def test_standfirst_shown_on_the_page_leads_the_text(shown: str, footer: str,
+                                                     want_first: str) -> None:
     head = f'<meta name="description" content="{STANDFIRST}">'
     html = (f'<!DOCTYPE html><html lang="en"><head>{head}</head><body><header><h1>Budget talks'
-            f"</h1>{shown}</header><main><article>{BODY}</article></main></body></html>")
+            f"</h1>{shown}</header><main><article>{BODY}</article></main>{footer}</body></html>")
     text = extract_article(html).text
     assert text.startswith(want_first)
     assert text.count(STANDFIRST) == (1 if shown else 0)
