@@ -56,6 +56,8 @@ _MAX_PROMPT_WORDS = 12
 # labelled teaser lists), a sentence with a link in it stays.
 _MIN_LINK_LIST_ITEMS = 2
 _LINK_SHARE = 0.5
+# A headline shorter than this is matched only whole.
+_MIN_HEADLINE_CHARS = 12
 # The classes the social networks' embed code puts on the <blockquote> of an embedded post.
 _EMBED_CLASSES = frozenset({"twitter-tweet", "instagram-media", "tiktok-embed", "bluesky-embed"})
 # A paragraph this long is text, never a teaser's blurb.
@@ -142,20 +144,32 @@ def drop_social_embeds(tree: HtmlElement) -> None:
         _drop_keep_tail(element)
 
 
-def drop_other_articles(tree: HtmlElement) -> None:
-    """Remove, in place, the articles after the page's first one that have headlines of their own.
+def drop_other_articles(tree: HtmlElement, headlines: Iterable[str]) -> None:
+    """Remove, in place, the articles beside the page's own that have headlines of their own.
 
     Pages append the next story as the reader scrolls, and teasers come as small articles with a
-    headline: the page's own story is the first article that has an <h1>.
+    headline: the page's own story is the article whose <h1> is the page's headline (as its
+    metadata states it). Without one, nothing is removed.
     """
     headed = [a for a in tree.iter("article") if a.find(".//h1") is not None]
     if len(headed) < 2:
         return
-    first = headed[0]
-    nested = set(first.iterancestors()) | set(first.iterdescendants("article"))
-    for article in headed[1:]:
-        if article not in nested:
+    keys = [k for k in (_fold(h) for h in headlines) if k]
+    own = next((a for a in headed if _names_headline(a, keys)), None)
+    if own is None:
+        return
+    nested = set(own.iterancestors()) | set(own.iterdescendants("article"))
+    for article in headed:
+        if article is not own and article not in nested:
             _drop_keep_tail(article)
+
+
+def _names_headline(article: HtmlElement, headlines: list[str]) -> bool:
+    h1 = article.find(".//h1")
+    key = _fold(h1.text_content()) if h1 is not None else ""
+    # One may hold the other ("Kicker: Headline"), but a short label ("News") names no story.
+    return bool(key) and any(key == h or (min(len(key), len(h)) >= _MIN_HEADLINE_CHARS and (
+        key in h or h in key)) for h in headlines)
 
 
 def drop_link_lists(tree: HtmlElement) -> None:

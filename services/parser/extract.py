@@ -141,7 +141,7 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
     meta = _PageMeta.read(tree, url)
     drop_boilerplate_blocks(tree)
     drop_link_lists(tree)
-    drop_other_articles(tree)
+    drop_other_articles(tree, meta.headlines())
     drop_social_embeds(tree)
     # trafilatura copies the tree it is given, so the metadata read above stays valid.
     document = bare_extraction(tree, url=url, **_TRAFILATURA_OPTIONS)

@@ -322,10 +322,19 @@ def test_the_next_story_appended_below_the_article_leaves_the_page() -> None:
             "<article><h2>Teaser</h2><p>A teaser without a headline of its own.</p></article>"
             "</main></body></html>")
     tree = lxml.html.fromstring(html)
-    drop_other_articles(tree)
+    drop_other_articles(tree, ["Budget talks | Daily Planet"])
     text = tree.text_content()
     assert "The council met." in text and "Inner copy." in text and "A teaser" in text
     assert "harbour" not in text
+    # The page's own story is the one its metadata names, wherever it sits.
+    tree = lxml.html.fromstring(html)
+    drop_other_articles(tree, ["Harbour reopens"])
+    assert "harbour reopened" in tree.text_content()
+    assert "The council met." not in tree.text_content()
+    # Without a story the metadata names, every article stays.
+    tree = lxml.html.fromstring(html)
+    drop_other_articles(tree, [])
+    assert "harbour reopened" in tree.text_content() and "The council met." in tree.text_content()
 
 
 def test_byline_and_timestamp_lines_leave_the_top_of_the_text() -> None:
