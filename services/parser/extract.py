@@ -89,6 +89,7 @@ _INVISIBLE = frozenset({"script", "style", "noscript", "template"})
 # ("Stand: 22.04.2024, 06:00 Uhr", "17:41 JST, October 13, 2024").
 _MAX_BYLINE_WORDS = 8
 _MAX_TIMESTAMP_LABELS = 4
+_MAX_TIMESTAMP_CHARS = 80
 _DATE_OR_TIME = re.compile(r"(?<!\d)(?:(?:19|20)\d\d|\d{1,2}[:.]\d\d)(?!\d)")
 _TITLE_SEPARATORS = re.compile(r"\s+[|–—\-:·•»/ㅣ]{1,2}\s+|\s*[|｜：ㅣ]\s*")
 _DATE_ONLY = re.compile(r"^\s*[\d./\-\s]{6,}\s*$")
@@ -269,12 +270,13 @@ def _is_byline(line: str, people: set[str]) -> bool:
 
 def _is_timestamp(line: str) -> bool:
     """A date or time line ("05.08.2024, 20:59 Uhr", "Updated 15.59 | Published 14.14")."""
-    words = _WORD.findall(line)
-    if len(words) > 2 * _MAX_BYLINE_WORDS or not _DATE_OR_TIME.search(line):
+    words: list[str] = _WORD.findall(line)
+    if len(line) > _MAX_TIMESTAMP_CHARS or not _DATE_OR_TIME.search(line):
         return False
     # Mostly numbers, at least two of them (day and year, hour and minute): "Wann sind die
-    # Eisheiligen 2024?" is a heading.
-    numbers = sum(any(c.isdigit() for c in w) for w in words)
+    # Eisheiligen 2024?" is a heading. A number may carry its units ("2025年1月14日", "20:59h"); a
+    # clause with a number in it ("東京で震度5の地震") is words.
+    numbers = sum(2 * sum(c.isdigit() for c in w) >= len(w) for w in words)
     labels = len(words) - numbers
     return numbers >= 2 and labels <= min(numbers, _MAX_TIMESTAMP_LABELS)
 

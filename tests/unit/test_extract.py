@@ -381,3 +381,9 @@ def test_standfirst_already_in_the_text_is_not_repeated() -> None:
     head = f'<meta name="description" content="{STANDFIRST}">'
     text = extract_article(page(head, body=f"<p>{STANDFIRST}</p>{BODY}")).text
     assert text.count(STANDFIRST) == 1
+
+
+def test_a_first_sentence_with_a_date_in_it_is_text_not_a_timestamp() -> None:
+    sentence = "2025年1月14日、東京で震度5の地震があった。"
+    text = extract_article(page(body=f"<p>{sentence}</p>{BODY}", lang="ja")).text
+    assert text.startswith(sentence)
