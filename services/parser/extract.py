@@ -79,6 +79,7 @@ _MIN_LD_BODY_GRAMS = 50
 # The headline, byline and timestamp sit among the text's first lines (above or below a lead).
 _LEAD_ZONE = 4
 _MAX_KICKER_CHARS = 40
+_MIN_KICKED_HEADLINE_CHARS = 20
 _MAX_LEAD_LINE_WORDS = 25
 # A description shorter than this (in word 4-grams) is a tagline, not a standfirst.
 _MIN_STANDFIRST_GRAMS = 5
@@ -283,7 +284,10 @@ def _is_timestamp(line: str) -> bool:
 
 def _is_headline(paragraph: str, headlines: set[str]) -> bool:
     key = _fold(paragraph)
-    return any(key.endswith(h) and len(key) - len(h) <= _MAX_KICKER_CHARS for h in headlines)
+    # A kicker goes with a headline of some length: "Brexit" ends many a sentence.
+    return key in headlines or any(
+        key.endswith(h) and len(key) - len(h) <= _MAX_KICKER_CHARS
+        for h in headlines if len(h) >= _MIN_KICKED_HEADLINE_CHARS)
 
 
 def _grams(text: str) -> Counter[tuple[str, ...]]:

@@ -285,6 +285,13 @@ def test_ld_body_replaces_a_truncated_extraction() -> None:
     assert ld_sentences[-1] in extract_article(page(head, body)).text
 
 
+def test_a_first_sentence_ending_with_a_short_headline_stays() -> None:
+    head = '<meta property="og:title" content="Brexit">'
+    sentence = "Ministers met again to talk about Brexit"
+    text = extract_article(page(head, body=f"<p>{sentence}</p>{BODY}")).text
+    assert text.startswith(sentence)
+
+
 def test_headline_and_its_kicker_leave_the_text_but_a_later_heading_stays() -> None:
     body = ("<p>Election night: Budget talks collapse</p>" + BODY
             + "<h2>Budget talks collapse</h2><p>A later section reuses the title as a heading.</p>")
