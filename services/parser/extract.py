@@ -79,7 +79,7 @@ _MIN_LD_BODY_GRAMS = 50
 # The headline, byline and timestamp sit among the text's first lines (above or below a lead).
 _LEAD_ZONE = 4
 _MAX_KICKER_CHARS = 40
-_MIN_KICKED_HEADLINE_CHARS = 20
+_MIN_KICKED_HEADLINE_CHARS = 15
 _MAX_LEAD_LINE_WORDS = 25
 # A description shorter than this (in word 4-grams) is a tagline, not a standfirst.
 _MIN_STANDFIRST_GRAMS = 5
