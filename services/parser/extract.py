@@ -259,7 +259,7 @@ def _visible_text(tree: HtmlElement) -> str:
 
 
 def _is_byline(line: str, people: set[str]) -> bool:
-    """ "By Jane Doe", "Von Jane Doe, Berlin", or the authors' names alone."""
+    """Whether `line` is a byline: "By Jane Doe", "Von Jane Doe, Berlin", the authors' names."""
     if len(line.split()) > _MAX_BYLINE_WORDS:
         return False
     names = {_fold(n) for n in clean_authors([line])}
@@ -270,7 +270,7 @@ def _is_byline(line: str, people: set[str]) -> bool:
 
 
 def _is_timestamp(line: str) -> bool:
-    """A date or time line ("05.08.2024, 20:59 Uhr", "Updated 15.59 | Published 14.14")."""
+    """Whether `line` is a date or time ("05.08.2024, 20:59 Uhr", "Updated 15.59 | 14.12.2024")."""
     words: list[str] = _WORD.findall(line)
     if len(line) > _MAX_TIMESTAMP_CHARS or not _DATE_OR_TIME.search(line):
         return False
@@ -283,6 +283,7 @@ def _is_timestamp(line: str) -> bool:
 
 
 def _is_headline(paragraph: str, headlines: set[str]) -> bool:
+    """Whether `paragraph` is one of the (folded) headlines, perhaps after a kicker."""
     key = _fold(paragraph)
     # A kicker goes with a headline of some length: "Brexit" ends many a sentence.
     return key in headlines or any(
@@ -693,7 +694,7 @@ def clean_authors(raw: Iterable[str], organisations: set[str] | None = None) -> 
             # kept. A byline that opens with a web address names the site ("www.example.com, …",
             # "Example (www.example.com)").
             parts = byline.split(",")
-            site = next(i for i, part in enumerate(parts) if _DOMAIN.search(part))
+            site = next((i for i, part in enumerate(parts) if _DOMAIN.search(part)), 0)
             if site == 0:
                 continue
             byline = ",".join(parts[:site])
