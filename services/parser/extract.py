@@ -86,6 +86,9 @@ _MIN_STANDFIRST_GRAMS = 5
 # A standfirst is shown in the first part of the page's text (the footer comes last).
 _STANDFIRST_ZONE = 0.5
 _INVISIBLE = frozenset({"script", "style", "noscript", "template"})
+# Hyphenation and layout hints inside words (soft hyphen, zero-width space, word joiner, BOM): shown
+# as nothing, but they split "Brenn\xadpunkt" in two for search.
+_INVISIBLE_CHARS = dict.fromkeys(map(ord, "\u00ad\u200b\u2060\ufeff"))
 # A byline or timestamp line is short; a timestamp has at most a few words beside its numbers
 # ("Stand: 22.04.2024, 06:00 Uhr", "17:41 JST, October 13, 2024").
 _MAX_BYLINE_WORDS = 8
@@ -148,6 +151,7 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
     # trafilatura copies the tree it is given, so the metadata read above stays valid.
     document = bare_extraction(tree, url=url, **_TRAFILATURA_OPTIONS)
     body = (document.text or "") if isinstance(document, Document) else ""
+    body = body.translate(_INVISIBLE_CHARS)
     paragraphs = clean_paragraphs(body.split("\n") if body else [])
     paragraphs = _agree_with_ld_body(paragraphs, meta.ld_body())
     authors = meta.authors(tree)
@@ -255,7 +259,7 @@ def _visible_text(tree: HtmlElement) -> str:
             parts.append(element.text)
         if element.tail:
             parts.append(element.tail)
-    return " ".join(" ".join(parts).split())
+    return " ".join(" ".join(parts).translate(_INVISIBLE_CHARS).split())
 
 
 def _is_byline(line: str, people: set[str]) -> bool:
@@ -612,7 +616,7 @@ def _ld_text(value: Any) -> str | None:
 
 
 def _clean(text: str) -> str:
-    return " ".join(html_lib.unescape(text).split())
+    return " ".join(html_lib.unescape(text).translate(_INVISIBLE_CHARS).split())
 
 
 def _fold(text: str) -> str:

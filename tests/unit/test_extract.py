@@ -394,3 +394,12 @@ def test_a_first_sentence_with_a_date_in_it_is_text_not_a_timestamp() -> None:
     sentence = "2025年1月14日、東京で震度5の地震があった。"
     text = extract_article(page(body=f"<p>{sentence}</p>{BODY}", lang="ja")).text
     assert text.startswith(sentence)
+
+
+def test_invisible_hyphenation_hints_leave_title_and_text() -> None:
+    head = '<meta property="og:title" content="Helikopter&shy;landeplatz geplant">'
+    body = "<p>" + " ".join(["Der Helikopter\u00adlandeplatz\u200b kommt."] * 12) + "</p>"
+    extraction = extract_article(page(head, body=body, lang="de"))
+    assert extraction.title == "Helikopterlandeplatz geplant"
+    assert "Helikopterlandeplatz kommt." in extraction.text
+    assert "\u00ad" not in extraction.text and "\u200b" not in extraction.text
