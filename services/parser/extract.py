@@ -156,7 +156,7 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
     paragraphs = _agree_with_ld_body(paragraphs, meta.ld_body())
     authors = meta.authors(tree)
     paragraphs = _without_lead_metadata(paragraphs, meta.headlines(), authors)
-    paragraphs = _with_standfirst(paragraphs, meta.descriptions(), _visible_text(tree))
+    paragraphs = _with_standfirst(paragraphs, meta.descriptions(), tree)
     text = "\n\n".join(paragraphs)
     words = len(_WORD.findall(text))
     if words < _MIN_WORDS:
@@ -188,9 +188,12 @@ def _agree_with_ld_body(paragraphs: list[str], ld_body: str) -> list[str]:
     holds nearly all of it, drop our longer paragraphs it does not contain (teasers, captions).
     """
     ld_grams = _grams(ld_body)
+    ld_total = sum(ld_grams.values())
+    if ld_total < _MIN_LD_BODY_GRAMS:  # most pages: no JSON-LD body, nothing more to count
+        return paragraphs
     ours = _grams(" ".join(paragraphs))
-    ld_total, our_total = sum(ld_grams.values()), sum(ours.values())
-    if ld_total < _MIN_LD_BODY_GRAMS or not our_total:
+    our_total = sum(ours.values())
+    if not our_total:
         return paragraphs
     common = sum((ours & ld_grams).values())
     if common / our_total >= 0.95 and ld_total >= 1.3 * our_total:
@@ -228,7 +231,8 @@ def _without_lead_metadata(paragraphs: list[str], headlines: list[str],
     return kept
 
 
-def _with_standfirst(paragraphs: list[str], descriptions: list[str], page: str) -> list[str]:
+def _with_standfirst(paragraphs: list[str], descriptions: list[str],
+                     tree: HtmlElement) -> list[str]:
     """The paragraphs led by the standfirst, when the extractor left it out.
 
     Extractors skip the standfirst, as it sits in the header with the headline. The page's own
@@ -236,15 +240,17 @@ def _with_standfirst(paragraphs: list[str], descriptions: list[str], page: str) 
     set: the reference texts open with it). A site's blurb in the footer is not.
     """
     ours = _grams(" ".join(paragraphs))
+    page = None  # the page's text, read only when a description is missing from ours
     for description in descriptions:
         own = _grams(description)
         total = sum(own.values())
-        shown = page.find(description)
-        if total < _MIN_STANDFIRST_GRAMS or not 0 <= shown < _STANDFIRST_ZONE * len(page):
+        if total < _MIN_STANDFIRST_GRAMS:
             continue
-        if sum((own & ours).values()) / total < 0.5:
+        if sum((own & ours).values()) / total >= 0.5:
+            return paragraphs  # already there
+        page = _visible_text(tree) if page is None else page
+        if 0 <= page.find(description) < _STANDFIRST_ZONE * len(page):
             return [description, *paragraphs]
-        break
     return paragraphs
 
 
