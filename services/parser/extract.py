@@ -146,7 +146,7 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
     meta = _PageMeta.read(tree, url)
     drop_boilerplate_blocks(tree)
     drop_link_lists(tree)
-    drop_other_articles(tree, meta.headlines())
+    drop_other_articles(tree, meta.headlines(h1=False))
     drop_social_embeds(tree)
     # trafilatura copies the tree it is given, so the metadata read above stays valid.
     document = bare_extraction(tree, url=url, **_TRAFILATURA_OPTIONS)
@@ -379,13 +379,17 @@ class _PageMeta:
                _ld_text(self._ld("description")), *self.metas.get("twitter:description", [])]
         return _unique(r for r in raw if r)
 
-    def headlines(self) -> list[str]:
-        """The page's headline as each source states it, the site's name cut, best first."""
+    def headlines(self, h1: bool = True) -> list[str]:
+        """The page's headline as each source states it, the site's name cut, best first.
+
+        Without `h1`, only what the page's metadata states (the first <h1> may be a teaser's).
+        """
         # Order measured on the dev set: the JSON-LD headline matched the reference most often,
         # then og:title; letting the sources vote did worse (sites pick different ones).
         site = self.site_name()
         raw = [_ld_text(self._ld("headline")), *self.metas.get("og:title", [])[:1],
-               self.title_tag, *self.h1[:1], *self.metas.get("twitter:title", [])[:1]]
+               self.title_tag, *(self.h1[:1] if h1 else []),
+               *self.metas.get("twitter:title", [])[:1]]
         return [t for t in (strip_site_suffix(c, site, self.url) for c in raw if c) if t]
 
     def title(self) -> str:

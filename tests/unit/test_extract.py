@@ -314,6 +314,14 @@ def test_a_list_of_links_leaves_the_text_a_list_with_words_stays() -> None:
     assert "Mayor opens" not in text
 
 
+def test_a_teaser_article_above_the_story_does_not_take_the_story_away() -> None:
+    teaser = "<article><h1>Harbour reopens</h1><p>The harbour reopened on Friday.</p></article>"
+    html = (f"<html><head><title>Budget talks | Daily Planet</title></head><body>{teaser}"
+            f"<article><h1>Budget talks</h1>{BODY}</article></body></html>")
+    text = extract_article(html).text
+    assert "The council met" in text and "harbour" not in text
+
+
 def test_a_sidebar_placed_before_the_text_takes_only_itself_away() -> None:
     sidebar = ("<aside><div>Most read</div><ul><li><a href='/a'>Mayor opens the new bridge</a></li>"
                "<li><a href='/b'>Schools close early</a></li></ul></aside>")
