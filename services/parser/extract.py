@@ -83,7 +83,9 @@ _MIN_KICKED_HEADLINE_CHARS = 15
 _MAX_LEAD_LINE_WORDS = 25
 # A description shorter than this (in word 4-grams) is a tagline, not a standfirst.
 _MIN_STANDFIRST_GRAMS = 5
-# A standfirst is shown in the first part of the page's text (the footer comes last).
+# A standfirst is in the first part of the page's text (the footer comes last) and follows the
+# headline closely (on the dev set within 1,400 characters, a byline, date and caption between).
+_STANDFIRST_DISTANCE = 2000
 _STANDFIRST_ZONE = 0.5
 _INVISIBLE = frozenset({"script", "style", "noscript", "template"})
 # Hyphenation and layout hints inside words (soft hyphen, zero-width space, word joiner, BOM): shown
@@ -156,7 +158,7 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
     paragraphs = _agree_with_ld_body(paragraphs, meta.ld_body())
     authors = meta.authors(tree)
     paragraphs = _without_lead_metadata(paragraphs, meta.headlines(), authors)
-    paragraphs = _with_standfirst(paragraphs, meta.descriptions(), tree)
+    paragraphs = _with_standfirst(paragraphs, meta.descriptions(), tree, meta.h1[:1])
     text = "\n\n".join(paragraphs)
     words = len(_WORD.findall(text))
     if words < _MIN_WORDS:
@@ -231,13 +233,14 @@ def _without_lead_metadata(paragraphs: list[str], headlines: list[str],
     return kept
 
 
-def _with_standfirst(paragraphs: list[str], descriptions: list[str],
-                     tree: HtmlElement) -> list[str]:
+def _with_standfirst(paragraphs: list[str], descriptions: list[str], tree: HtmlElement,
+                     h1: list[str]) -> list[str]:
     """The paragraphs led by the standfirst, when the extractor left it out.
 
     Extractors skip the standfirst, as it sits in the header with the headline. The page's own
-    description is its text; shown high on the page, it is the standfirst (measured on the dev
-    set: the reference texts open with it). A site's blurb in the footer is not.
+    description is its text; shown high on the page, just below the headline (`h1`, when the page
+    has one), it is the standfirst (measured on the dev set: the reference texts open with it). A
+    site's tagline above the headline or its blurb in the footer is not.
     """
     ours = _grams(" ".join(paragraphs))
     page = None  # the page's text, read only when a description is missing from ours
@@ -249,7 +252,10 @@ def _with_standfirst(paragraphs: list[str], descriptions: list[str],
         if sum((own & ours).values()) / total >= 0.5:
             return paragraphs  # already there
         page = _visible_text(tree) if page is None else page
-        if 0 <= page.find(description) < _STANDFIRST_ZONE * len(page):
+        shown = page.find(description)
+        headline = page.find(h1[0]) if h1 else -1
+        high = 0 <= shown < _STANDFIRST_ZONE * len(page)
+        if high and (headline < 0 or 0 < shown - headline <= _STANDFIRST_DISTANCE):
             return [description, *paragraphs]
     return paragraphs
 

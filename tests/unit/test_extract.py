@@ -392,6 +392,14 @@ def test_standfirst_shown_on_the_page_leads_the_text(shown: str, footer: str,
     assert text.count(STANDFIRST) == (1 if shown else 0)
 
 
+def test_a_site_tagline_above_the_headline_is_no_standfirst() -> None:
+    head = f'<meta name="description" content="{STANDFIRST}">'
+    html = (f'<!DOCTYPE html><html lang="en"><head>{head}</head><body><div class="tagline">'
+            f"{STANDFIRST}</div><header><h1>Budget talks</h1></header><main><article>{BODY}"
+            "</article></main></body></html>")
+    assert extract_article(html).text.startswith("The council met")
+
+
 def test_standfirst_already_in_the_text_is_not_repeated() -> None:
     head = f'<meta name="description" content="{STANDFIRST}">'
     text = extract_article(page(head, body=f"<p>{STANDFIRST}</p>{BODY}")).text
