@@ -33,6 +33,9 @@ from services.parser.extract import clean_authors, extract_article  # noqa: E402
 from shared.errors import PermanentError  # noqa: E402  (same reason)
 
 WORD = re.compile(r"\w+")
+# Invisible characters inside words (soft hyphen, zero-width space, word joiner, BOM):
+# "Brenn\xadpunkt" is one word on the page, so it is one word in the score.
+INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u2060\ufeff"))
 
 
 @dataclass
@@ -63,7 +66,7 @@ def plain_trafilatura(html: str, url: str | None) -> Result:
 
 
 def grams(text: str) -> Counter[tuple[str, ...]]:
-    tokens = WORD.findall(text.lower())
+    tokens = WORD.findall(text.translate(INVISIBLE).lower())
     return Counter(tuple(tokens[i:i + 4]) for i in range(len(tokens) - 3))
 
 
@@ -78,7 +81,7 @@ def site_names(want: dict[str, Any]) -> set[str]:
 
 
 def norm_title(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).casefold()
+    text = unicodedata.normalize("NFKC", text.translate(INVISIBLE)).casefold()
     return " ".join(WORD.findall(text))
 
 

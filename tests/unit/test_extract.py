@@ -5,9 +5,11 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import lxml.html
 import pytest
+import trafilatura
 
-from services.parser.boilerplate import clean_paragraphs, is_teaser_heading
+from services.parser.boilerplate import clean_paragraphs, drop_other_articles, is_teaser_heading
 from services.parser.extract import (
     Extraction,
     clean_authors,
@@ -55,8 +57,6 @@ def test_reference_pages(name: str) -> None:
 
 def test_hard_variant_really_hides_the_boilerplate_in_the_article() -> None:
     """The hard page is only hard if plain trafilatura keeps the boilerplate."""
-    import trafilatura
-
     html = (FIXTURES / "article_hard.html").read_text(encoding="utf-8")
     plain = trafilatura.extract(html) or ""
     assert "International Claims Commission" in plain
@@ -199,6 +199,7 @@ def test_clean_paragraphs() -> None:
              "Real text here.", "© 2024 Example", "Second paragraph."]
     assert clean_paragraphs(lines) == ["Real text here.", "Second paragraph."]
     assert is_teaser_heading("Mehr zum Thema Ukraine")
+    assert is_teaser_heading("Czytaj więcej")
     assert not is_teaser_heading("Popular uprising spreads to the capital")
 
 
@@ -226,7 +227,8 @@ def test_paywall_flag(head: str, want: bool) -> None:
     (["Jane Doe Reporter"], ["Jane Doe"]),
     (["Capital Von Jemima Kelly"], ["Jemima Kelly"]),
     (["Ursula von der Leyen"], ["Ursula von der Leyen"]),
-    (["mdr.de", "Deutsche Welle (www.dw.com)"], []),
+    (["mdr.de", "Deutsche Welle (www.dw.com)", "example.com, Frankfurt, Germany"], []),
+    (["Jane Doe, professor of law at Example University, Example.com"], ["Jane Doe"]),
     (["Red", "Agenturen", "MM-Redaktion"], []),
     (["Daily Planet Thüringen"], []),
     (["Marcel Sommer Sendung hr-INFO"], []),
@@ -281,3 +283,139 @@ def test_ld_body_replaces_a_truncated_extraction() -> None:
     head = f'<script type="application/ld+json">{json.dumps(ld)}</script>'
     body = "".join(f"<p>{s}</p>" for s in ld_sentences[:8])
     assert ld_sentences[-1] in extract_article(page(head, body)).text
+
+
+def test_a_first_sentence_ending_with_a_short_headline_stays() -> None:
+    head = '<meta property="og:title" content="Brexit">'
+    sentence = "Ministers met again to talk about Brexit"
+    text = extract_article(page(head, body=f"<p>{sentence}</p>{BODY}")).text
+    assert text.startswith(sentence)
+
+
+def test_headline_and_its_kicker_leave_the_text_but_a_later_heading_stays() -> None:
+    body = ("<p>Election night: Budget talks collapse</p>" + BODY
+            + "<h2>Budget talks collapse</h2><p>A later section reuses the title as a heading.</p>")
+    text = extract_article(page('<meta property="og:title" content="Budget talks collapse">',
+                                body=body)).text
+    assert text.startswith("The council met")
+    assert "Budget talks collapse\n\nA later section" in text
+
+
+def test_a_list_of_links_leaves_the_text_a_list_with_words_stays() -> None:
+    links = ("<ul><li>Transport: <a href='/a'>Mayor opens the new bridge over the river</a></li>"
+             "<li><a href='/b'>Schools close early for the summer holidays</a></li>"
+             "<li><a href='/c'>Rail strike called off after late-night talks</a></li></ul>")
+    points = ("<ul><li>The council cut the <a href='/roads'>road budget</a> by a tenth.</li>"
+              "<li>Libraries keep their opening hours until next spring.</li></ul>")
+    html = page(body=BODY + points + links + BODY.replace("council", "mayor"))
+    assert "Mayor opens" in (trafilatura.extract(html) or "")  # what an extractor keeps
+    text = extract_article(html).text
+    assert "road budget by a tenth" in text
+    assert "Mayor opens" not in text
+
+
+def test_a_teaser_article_above_the_story_does_not_take_the_story_away() -> None:
+    teaser = "<article><h1>Harbour reopens</h1><p>The harbour reopened on Friday.</p></article>"
+    html = (f"<html><head><title>Budget talks | Daily Planet</title></head><body>{teaser}"
+            f"<article><h1>Budget talks</h1>{BODY}</article></body></html>")
+    text = extract_article(html).text
+    assert "The council met" in text and "harbour" not in text
+
+
+def test_a_sidebar_placed_before_the_text_takes_only_itself_away() -> None:
+    sidebar = ("<aside><div>Most read</div><ul><li><a href='/a'>Mayor opens the new bridge</a></li>"
+               "<li><a href='/b'>Schools close early</a></li></ul></aside>")
+    text = extract_article(page(body=f"<div>{sidebar}<div>{BODY}</div></div>")).text
+    assert text.startswith("The council met on Tuesday")
+    assert "Mayor opens" not in text
+
+
+def test_the_next_story_appended_below_the_article_leaves_the_page() -> None:
+    html = ("<html><body><main><article><h1>Budget talks</h1><p>The council met.</p>"
+            "<article><h1>Budget talks</h1><p>Inner copy.</p></article></article>"
+            "<div><article><h1>Harbour reopens</h1><p>The harbour reopened.</p></article></div>"
+            "<article><h2>Teaser</h2><p>A teaser without a headline of its own.</p></article>"
+            "</main></body></html>")
+    tree = lxml.html.fromstring(html)
+    drop_other_articles(tree, ["Budget talks | Daily Planet"])
+    text = tree.text_content()
+    assert "The council met." in text and "Inner copy." in text and "A teaser" in text
+    assert "harbour" not in text
+    # The page's own story is the one its metadata names, wherever it sits.
+    tree = lxml.html.fromstring(html)
+    drop_other_articles(tree, ["Harbour reopens"])
+    assert "harbour reopened" in tree.text_content()
+    assert "The council met." not in tree.text_content()
+    # Without a story the metadata names, every article stays.
+    tree = lxml.html.fromstring(html)
+    drop_other_articles(tree, [])
+    assert "harbour reopened" in tree.text_content() and "The council met." in tree.text_content()
+
+
+def test_byline_and_timestamp_lines_leave_the_top_of_the_text() -> None:
+    head = '<meta name="author" content="Jane Doe">'
+    body = ("<p>By Jane Doe</p><p>Updated 15.59 | Published 14.12.2024</p>" + BODY
+            + BODY.replace("council", "mayor") + BODY.replace("council", "board")
+            + "<p>Jane Doe</p><p>Wann sind die Eisheiligen 2024?</p>")
+    extraction = extract_article(page(head, body=body))
+    assert extraction.authors == ["Jane Doe"]
+    assert extraction.text.startswith("The council met")
+    # Lower down, the same lines are the text's own.
+    assert extraction.text.endswith("Jane Doe\n\nWann sind die Eisheiligen 2024?")
+
+
+def test_an_embedded_social_media_post_leaves_the_text() -> None:
+    tweet = ('<blockquote class="twitter-tweet"><p>Council budget vote tonight, stay tuned for '
+             'the results and all the reactions from the floor of the chamber.</p>'
+             "&mdash; City Desk (@citydesk) May 1, 2024</blockquote>")
+    html = page(body=BODY + tweet + BODY.replace("council", "mayor"))
+    assert "stay tuned" in (trafilatura.extract(html) or "")  # what an extractor keeps
+    text = extract_article(html).text
+    assert "stay tuned" not in text and "The mayor met" in text
+
+
+STANDFIRST = "Councillors agreed a leaner budget after a long night of talks in the town hall."
+
+
+@pytest.mark.parametrize(("shown", "footer", "want_first"), [
+    (f'<div class="dek">{STANDFIRST}</div>', "", STANDFIRST),
+    ("", "", "The council met"),  # a description the page does not show is no part of its text
+    ("", f"<footer><p>{STANDFIRST}</p></footer>", "The council met"),  # a site's blurb
+])
+def test_standfirst_shown_on_the_page_leads_the_text(shown: str, footer: str,
+                                                     want_first: str) -> None:
+    head = f'<meta name="description" content="{STANDFIRST}">'
+    html = (f'<!DOCTYPE html><html lang="en"><head>{head}</head><body><header><h1>Budget talks'
+            f"</h1>{shown}</header><main><article>{BODY}</article></main>{footer}</body></html>")
+    text = extract_article(html).text
+    assert text.startswith(want_first)
+    assert text.count(STANDFIRST) == (1 if shown else 0)
+
+
+def test_a_site_tagline_above_the_headline_is_no_standfirst() -> None:
+    head = f'<meta name="description" content="{STANDFIRST}">'
+    html = (f'<!DOCTYPE html><html lang="en"><head>{head}</head><body><div class="tagline">'
+            f"{STANDFIRST}</div><header><h1>Budget talks</h1></header><main><article>{BODY}"
+            "</article></main></body></html>")
+    assert extract_article(html).text.startswith("The council met")
+
+
+def test_standfirst_already_in_the_text_is_not_repeated() -> None:
+    head = f'<meta name="description" content="{STANDFIRST}">'
+    text = extract_article(page(head, body=f"<p>{STANDFIRST}</p>{BODY}")).text
+    assert text.count(STANDFIRST) == 1
+
+
+def test_a_first_sentence_with_a_date_in_it_is_text_not_a_timestamp() -> None:
+    sentence = "2025年1月14日、東京で震度5の地震があった。"
+    text = extract_article(page(body=f"<p>{sentence}</p>{BODY}", lang="ja")).text
+    assert text.startswith(sentence)
+
+
+def test_invisible_hyphenation_hints_leave_title_and_text() -> None:
+    head = '<meta property="og:title" content="Helikopter&shy;landeplatz geplant">'
+    body = "<p>" + " ".join(["Der Helikopter\u00adlandeplatz\u200b kommt."] * 12) + "</p>"
+    extraction = extract_article(page(head, body=body, lang="de"))
+    assert extraction.title == "Helikopterlandeplatz geplant"
+    assert "Helikopterlandeplatz kommt." in extraction.text
+    assert "\u00ad" not in extraction.text and "\u200b" not in extraction.text
