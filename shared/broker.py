@@ -60,6 +60,15 @@ broker_logger = logging.getLogger("newsflow.broker")
 broker_logger.setLevel(logging.WARNING)
 
 
+class _ReadsCutAtShutdown(logging.Filter):
+    """While a stage stops, a blocking read can find its connection closed under it (its
+    cancellation can be lost inside redis-py's timeout handling) and FastStream logs a fetch
+    error: expected then, so not shown."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Message fetch error"
+
+
 def consumer_name() -> str:
     """A name unique to this replica: its consumer in the group (and what `status` lists)."""
     return f"{socket.gethostname()}-{os.getpid()}"
@@ -378,11 +387,13 @@ class Stage:
         )
         self.app.on_startup(self._create_groups)
         self.app.after_startup(self._start_background)
+        self.app.on_shutdown(self._stopping)
         self.app.after_shutdown(self._close)
         self._background: list[asyncio.Task[None]] = []
         self._in_work: set[asyncio.Task[None]] = set()
         self._started = asyncio.Event()
         """Set once the broker and every subscriber have started (after_startup)."""
+        self._quiet_reads = _ReadsCutAtShutdown()
         self._documented: set[str] = set()
 
     async def _create_groups(self) -> None:
@@ -405,7 +416,11 @@ class Stage:
             await self._started.wait()
             yield
 
+    async def _stopping(self) -> None:
+        broker_logger.addFilter(self._quiet_reads)
+
     async def _close(self) -> None:
+        broker_logger.removeFilter(self._quiet_reads)
         self._started.clear()
         for task in self._background:
             task.cancel()
@@ -513,6 +528,7 @@ class Stage:
         # The AsyncAPI document shows the event the stream carries; FastStream must not validate
         # it (the read is handed over raw, and each entry is validated by Entry.event).
         read.__annotations__ = {
+            # (mypy wants a static type; this one is the stream's, known at run time.)
             "raw": SkipValidation[source.event],  # type: ignore[misc,name-defined]
             "return": None,
         }
