@@ -104,8 +104,8 @@ _WORD = re.compile(r"\w+")
 # Credit prefixes in bylines, in the languages of the pages we see most; a person's name never
 # starts with them.
 _BYLINE_PREFIX = re.compile(
-    r"^\s*(?:written\s+by|reported\s+by|posted\s+by|text\s*:|von|by|par|por|di|door|av|af|"
-    r"przez|autor(?:in)?\s*:?|author\s*:|from)\s+",
+    r"^\s*(?:(?:written\s+by|reported\s+by|posted\s+by|von|by|par|por|di|door|av|af|przez|"
+    r"from)\s*:?|autor(?:in)?(?:\s*/\s*autor(?:in)?)?\s*:?|text\s*:|authors?\s*:)\s+",
     re.IGNORECASE,
 )
 # "Capital Von Jemima Kelly": a label glued before the credit, as page text runs together.
@@ -114,6 +114,14 @@ _NAME_PARTICLES = frozenset({
     "von", "van", "der", "den", "de", "del", "della", "di", "da", "dos", "das", "du", "la", "le",
     "bin", "ibn", "al", "el", "ter", "ten", "zu", "af", "y", "e",
 })
+# Path segments of contributors' profile pages ("/autoren/name/max-kolter"): a link there names one.
+_PROFILE_SEGMENTS = frozenset({
+    "author", "authors", "autor", "autoren", "autorin", "auteur", "auteurs", "autore", "autori",
+    "autores", "journalist", "journalists", "journalisten", "redakteur", "redakteure", "reporter",
+    "reporters", "writer", "writers", "columnist", "columnists", "yazar", "yazarlar", "penulis",
+})
+_MAX_SHOWN_BYLINE_WORDS = 10
+_MAX_SIGNATURE_WORDS = 12
 _EMAIL = re.compile(r"\S+@\S+\.\w+")
 # A web address inside a byline ("mdr.de", "Deutsche Welle (www.dw.com)") names a site.
 _DOMAIN = re.compile(r"\w\.(?:com|net|org|info|news|co|[a-z]{2})(?![a-z])", re.IGNORECASE)
@@ -156,7 +164,9 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
     body = body.translate(_INVISIBLE_CHARS)
     paragraphs = clean_paragraphs(body.split("\n") if body else [])
     paragraphs = _agree_with_ld_body(paragraphs, meta.ld_body())
-    authors = meta.authors(tree)
+    paragraphs, signed = _without_signature(paragraphs, tree)
+    # The article's own signature line beats the metadata, which may name the CMS account.
+    authors = signed or meta.authors(tree)
     paragraphs = _without_lead_metadata(paragraphs, meta.headlines(), authors)
     paragraphs = _with_standfirst(paragraphs, meta.descriptions(), tree, meta.h1[:1])
     text = "\n\n".join(paragraphs)
@@ -231,6 +241,42 @@ def _without_lead_metadata(paragraphs: list[str], headlines: list[str],
         kept.append(paragraph)
         begun = begun or len(paragraph.split()) > _MAX_LEAD_LINE_WORDS
     return kept
+
+
+def _without_signature(paragraphs: list[str], tree: HtmlElement) -> tuple[list[str], list[str]]:
+    """The paragraphs without the authors' signature line, and the names it gives.
+
+    Some sites sign an article with its authors' names alone in bold, above the text or below it
+    ("<p><strong>Jane Doe/John Roe</strong></p>"); extractors keep it as a paragraph.
+    """
+    ends = {*range(min(_LEAD_ZONE, len(paragraphs))), len(paragraphs) - 1} - {-1}
+    bold: set[str] | None = None  # read from the tree only when a line could be a signature
+    for index in sorted(ends):
+        line = paragraphs[index]
+        if len(line.split()) > _MAX_SIGNATURE_WORDS:
+            continue
+        names = clean_authors([line])
+        # Names only: every word of the line is in a name, full names, no heading's colon or
+        # full stop ("Sources:", "Key Points:" are not signatures).
+        if not names or any(" " not in n for n in names) or line[-1] in ":.!?" or (
+                sum(len(n.split()) for n in names) != len(_WORD.findall(line))):
+            continue
+        bold = _bold_only_paragraphs(tree) if bold is None else bold
+        if line in bold:
+            return paragraphs[:index] + paragraphs[index + 1:], names
+    return paragraphs, []
+
+
+def _bold_only_paragraphs(tree: HtmlElement) -> set[str]:
+    """The texts of paragraphs that are one bold run and nothing else."""
+    lines = set()
+    for paragraph in tree.iter("p"):
+        children = list(paragraph)
+        if len(children) == 1 and children[0].tag in ("strong", "b"):
+            text = _clean(paragraph.text_content())
+            if text and _clean(children[0].text_content()) == text:
+                lines.add(text)
+    return lines
 
 
 def _with_standfirst(paragraphs: list[str], descriptions: list[str], tree: HtmlElement,
@@ -446,6 +492,7 @@ class _PageMeta:
         yield [v for key in _AUTHOR_METAS for v in self.metas.get(key, [])]
         byline = _trafilatura_author(tree)  # the slowest source: only when the others fail
         yield byline.split(";") if byline else []
+        yield from _shown_bylines(tree)
 
     def _ld_people(self) -> list[str]:
         raw: list[str] = []
@@ -574,6 +621,46 @@ _MODIFIED_METAS = (
     "article:modified_time", "og:updated_time", "datemodified", "last-modified", "dc.date.modified",
     "dcterms.modified", "article.updated",
 )
+
+
+def _shown_bylines(tree: HtmlElement) -> Iterator[list[str]]:
+    """Credits as the page shows them below its headline, in page order: a labelled line ("Von
+    Jane Doe", "Autor: Jane Doe") or a link to a contributor's profile page, with the other such
+    links beside it (co-authors).
+
+    For pages that state their authors nowhere else (measured on the dev set: right on 88 % of
+    pages for links, 73 % for labels, so only when every other source is silent).
+    """
+    body = tree.find(".//body")
+    if body is None:
+        return
+    headline = body.find(".//h1")
+    started = headline is None  # a credit above the headline belongs to a teaser
+    for element in body.iter():
+        if element is headline:
+            started = True
+        if not started or not isinstance(element.tag, str) or element.tag in _INVISIBLE:
+            continue
+        if element.tag == "a" and _is_profile_link(element):
+            parent = element.getparent()
+            yield [a.text_content() for a in (parent if parent is not None else element).iter("a")
+                   if _is_profile_link(a)]
+        elif element.tag in _BYLINE_TAGS:
+            line = _clean(element.text_content())
+            if 1 < len(line.split()) <= _MAX_SHOWN_BYLINE_WORDS and _BYLINE_PREFIX.match(line):
+                # A label makes any line look like a credit ("Text Size"): full names only.
+                yield [name for name in clean_authors([line]) if " " in name]
+
+
+_BYLINE_TAGS = frozenset({"p", "li", "span", "div", "dd", "address", "strong", "b", "em"})
+
+
+def _is_profile_link(link: HtmlElement) -> bool:
+    if "author" in (link.get("rel") or "").lower().split():
+        return True
+    # A segment before the last: "/autor/jane-doe", never the "/authors" index page itself.
+    segments = urlsplit(link.get("href") or "").path.lower().split("/")[:-1]
+    return not _PROFILE_SEGMENTS.isdisjoint(segments)
 
 
 def _htmldate(tree: HtmlElement, url: str | None, now: datetime) -> datetime | None:

@@ -246,6 +246,42 @@ def test_authors_fall_back_when_the_first_source_names_no_person() -> None:
     assert extract_article(page(head)).authors == ["Jane Doe"]
 
 
+def test_shown_byline_below_the_headline_when_no_metadata_names_authors() -> None:
+    html = ('<html><body><aside><h2>More news</h2><p>By Teaser Writer</p></aside>'
+            f'<article><h1>Budget talks</h1><div class="meta">Text Size</div>'
+            f'<p class="x">Von: Jane Doe</p>{BODY}</article></body></html>')
+    assert extract_article(html).authors == ["Jane Doe"]
+
+
+def test_links_to_profile_pages_name_the_authors() -> None:
+    byline = ('<p>von <a href="/autoren/name/jane-doe">Dr. Jane Doe</a> und'
+              ' <a href="https://example.com/author/john-roe/">John Roe</a></p>')
+    html = (f'<html><body><nav><a href="/authors/">Our authors</a></nav><article>'
+            f'<h1>Budget talks</h1>{byline}{BODY}</article></body></html>')
+    assert extract_article(html).authors == ["Dr. Jane Doe", "John Roe"]
+
+
+def test_a_label_alone_names_no_author() -> None:
+    assert extract_article(page(body=f'<div>Text Size</div><p>By the way</p>{BODY}')).authors == []
+
+
+@pytest.mark.parametrize("where", ["top", "bottom"])
+def test_signature_line_names_the_authors_and_leaves_the_text(where: str) -> None:
+    signature = "<p><strong>Jane Doe/John Roe</strong></p>"
+    ld = {"@type": "NewsArticle", "author": {"@type": "Person", "name": "Site Admin"}}
+    head = f'<script type="application/ld+json">{json.dumps(ld)}</script>'
+    body = signature + BODY if where == "top" else BODY + signature
+    extraction = extract_article(page(head, body))
+    assert extraction.authors == ["Jane Doe", "John Roe"]
+    assert "Doe" not in extraction.text
+
+
+@pytest.mark.parametrize("line", ["Key Points:", "Sources", "Read the full report"])
+def test_a_bold_heading_is_no_signature(line: str) -> None:
+    extraction = extract_article(page(body=f"<p><strong>{line}</strong></p>{BODY}"))
+    assert extraction.authors == []
+
+
 def test_author_by_graph_reference() -> None:
     ld = {"@graph": [
         {"@type": "NewsArticle", "headline": "Budget talks", "author": {"@id": "#jane"}},
