@@ -30,6 +30,7 @@ from .boilerplate import (
     drop_other_articles,
     drop_social_embeds,
 )
+from .embedded import embedded_article_html
 
 
 @dataclass(frozen=True)
@@ -158,12 +159,11 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
     drop_link_lists(tree)
     drop_other_articles(tree, meta.headlines(h1=False))
     drop_social_embeds(tree)
-    # trafilatura copies the tree it is given, so the metadata read above stays valid.
-    document = bare_extraction(tree, url=url, **_TRAFILATURA_OPTIONS)
-    body = (document.text or "") if isinstance(document, Document) else ""
-    body = body.translate(_INVISIBLE_CHARS)
-    paragraphs = clean_paragraphs(body.split("\n") if body else [])
-    paragraphs = _agree_with_ld_body(paragraphs, meta.ld_body())
+    paragraphs = _agree_with_ld_body(_main_text(tree, url), meta.ld_body())
+    if _too_short(paragraphs) and (shipped := embedded_article_html(tree)):
+        # A page rendered in the browser: its article is an HTML string in a script.
+        shell = f"<html><body><article>{shipped}</article></body></html>"
+        paragraphs = _main_text(load_html(shell), url)
     paragraphs, signed = _without_signature(paragraphs, tree)
     # The article's own signature line beats the metadata, which may name the CMS account.
     authors = signed or meta.authors(tree)
@@ -191,6 +191,21 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
     )
 
 
+def _main_text(tree: HtmlElement | None, url: str | None) -> list[str]:
+    """The main text's paragraphs as trafilatura finds them in `tree`, cleaned."""
+    if tree is None:
+        return []
+    # trafilatura copies the tree it is given, so metadata read from it before stays valid.
+    document = bare_extraction(tree, url=url, **_TRAFILATURA_OPTIONS)
+    body = (document.text or "") if isinstance(document, Document) else ""
+    body = body.translate(_INVISIBLE_CHARS)
+    return clean_paragraphs(body.split("\n") if body else [])
+
+
+def _too_short(paragraphs: list[str]) -> bool:
+    return sum(len(_WORD.findall(p)) for p in paragraphs) < _MIN_WORDS
+
+
 def _agree_with_ld_body(paragraphs: list[str], ld_body: str) -> list[str]:
     """Our paragraphs checked against the publisher's own JSON-LD `articleBody`, when it has one.
 
@@ -206,7 +221,7 @@ def _agree_with_ld_body(paragraphs: list[str], ld_body: str) -> list[str]:
     ours = _grams(" ".join(paragraphs))
     our_total = sum(ours.values())
     if not our_total:
-        return paragraphs
+        return [ld_body]  # no text in the markup (rendered in the browser): theirs is all
     common = sum((ours & ld_grams).values())
     if common / our_total >= 0.95 and ld_total >= 1.3 * our_total:
         return [ld_body]
