@@ -421,6 +421,9 @@ class _PageMeta:
         body = self.article.get("articleBody") if self.article else None
         return _clean(body) if isinstance(body, str) else ""
 
+    def _meta(self, key: str) -> str | None:
+        return next(iter(self.metas.get(key, [])), None)
+
     def _ld(self, key: str) -> Any:
         return self.article.get(key) if self.article else self.page.get(key)
 
@@ -451,21 +454,33 @@ class _PageMeta:
 
         Without `h1`, only what the page's metadata states (the first <h1> may be a teaser's).
         """
+        return [text for source, text in self._headlines().items() if h1 or source != "h1"]
+
+    def _headlines(self) -> dict[str, str]:
         # Order measured on the dev set: the JSON-LD headline matched the reference most often,
         # then og:title; letting the sources vote did worse (sites pick different ones).
         site = self.site_name()
-        raw = [_ld_text(self._ld("headline")), *self.metas.get("og:title", [])[:1],
-               self.title_tag, *(self.h1[:1] if h1 else []),
-               *self.metas.get("twitter:title", [])[:1]]
-        return [t for t in (strip_site_suffix(c, site, self.url) for c in raw if c) if t]
+        raw = {"ld": _ld_text(self._ld("headline")), "og": self._meta("og:title"),
+               "tag": self.title_tag, "h1": next(iter(self.h1), None),
+               "twitter": self._meta("twitter:title")}
+        return {source: text for source, value in raw.items()
+                if value and (text := strip_site_suffix(value, site, self.url))}
 
     def title(self) -> str:
-        candidates = self.headlines()
+        sources = self._headlines()
+        candidates = list(sources.values())
         if not candidates:
             return ""
         best = candidates[0]
+        ld, og = sources.get("ld", ""), sources.get("og", "")
+        # Where JSON-LD and og:title differ (70 dev pages), the reference takes og:title far more
+        # often when <title> repeats the JSON-LD headline: right on 51 pages with this rule, 38
+        # with JSON-LD first (chosen among all one- and two-feature rules on the sources'
+        # agreement, leave-one-publisher-out).
+        if ld and og and _fold(sources.get("tag", "")) == _fold(ld) != _fold(og):
+            best = og
         # "Headline | Sport" when another source says "Headline": the tail is a section label.
-        for other in candidates[1:]:
+        for other in candidates:
             rest = best[len(other):] if best.startswith(other) else ""
             separator = _TITLE_SEPARATORS.match(rest)
             if separator and len(rest[separator.end():].split()) <= 3:

@@ -298,6 +298,19 @@ def test_title_drops_a_section_label_another_source_lacks() -> None:
     assert extract_article(page(head)).title == "Budget talks stall"
 
 
+@pytest.mark.parametrize(("tag", "want"), [
+    ("Budget talks stall in council | Daily Planet", "Council fails to agree a budget"),
+    ("Council fails to agree a budget | Daily Planet", "Budget talks stall in council"),
+    ("Daily Planet: news from the city", "Budget talks stall in council"),
+])
+def test_title_og_when_the_title_tag_repeats_the_json_ld_headline(tag: str, want: str) -> None:
+    head = ('<script type="application/ld+json">{"@type": "NewsArticle",'
+            ' "headline": "Budget talks stall in council"}</script>'
+            f'<meta property="og:title" content="Council fails to agree a budget">'
+            f'<meta property="og:site_name" content="Daily Planet"><title>{tag}</title>')
+    assert extract_article(page(head)).title == want
+
+
 def test_ld_body_drops_paragraphs_the_publisher_body_lacks() -> None:
     sentences = [f"Council member {n} said the budget for the {n}th district would grow next year."
                  for n in range(1, 13)]
