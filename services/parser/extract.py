@@ -121,6 +121,8 @@ _PROFILE_SEGMENTS = frozenset({
     "autores", "journalist", "journalists", "journalisten", "redakteur", "redakteure", "reporter",
     "reporters", "writer", "writers", "columnist", "columnists", "yazar", "yazarlar", "penulis",
 })
+# Elements a shown credit sits in, and its length.
+_BYLINE_TAGS = frozenset({"p", "li", "span", "div", "dd", "address", "strong", "b", "em"})
 _MAX_SHOWN_BYLINE_WORDS = 10
 _MAX_SIGNATURE_WORDS = 12
 _EMAIL = re.compile(r"\S+@\S+\.\w+")
@@ -682,14 +684,11 @@ def _shown_bylines(tree: HtmlElement) -> Iterator[list[str]]:
                 yield [name for name in clean_authors([line]) if " " in name]
 
 
-_BYLINE_TAGS = frozenset({"p", "li", "span", "div", "dd", "address", "strong", "b", "em"})
-
-
 def _is_profile_link(link: HtmlElement) -> bool:
     if "author" in (link.get("rel") or "").lower().split():
         return True
-    # A segment before the last: "/autor/jane-doe", never the "/authors" index page itself.
-    segments = urlsplit(link.get("href") or "").path.lower().split("/")[:-1]
+    # A segment before the last: "/autor/jane-doe", never the "/authors/" index page itself.
+    segments = urlsplit(link.get("href") or "").path.lower().rstrip("/").split("/")[:-1]
     return not _PROFILE_SEGMENTS.isdisjoint(segments)
 
 

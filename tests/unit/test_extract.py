@@ -256,8 +256,8 @@ def test_shown_byline_below_the_headline_when_no_metadata_names_authors() -> Non
 def test_links_to_profile_pages_name_the_authors() -> None:
     byline = ('<p>von <a href="/autoren/name/jane-doe">Dr. Jane Doe</a> und'
               ' <a href="https://example.com/author/john-roe/">John Roe</a></p>')
-    html = (f'<html><body><nav><a href="/authors/">Our authors</a></nav><article>'
-            f'<h1>Budget talks</h1>{byline}{BODY}</article></body></html>')
+    html = (f'<html><body><article><h1>Budget talks</h1><p><a href="/authors/">Our Authors</a>'
+            f'</p>{byline}{BODY}</article></body></html>')
     assert extract_article(html).authors == ["Dr. Jane Doe", "John Roe"]
 
 
