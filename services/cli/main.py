@@ -273,9 +273,17 @@ def get(
     if as_json:
         typer.echo(_json(article))
         return
-    typer.echo(f"{article['title']}\n{article['url']}\n{article['published'] or ''}  "
-               f"{article['language']}  {', '.join(article['countries'])}\n")
+    typer.echo(article_header(article))
     typer.echo(article["text"])
+
+
+def article_header(article: dict[str, Any]) -> str:
+    """The lines above an article's text: title, site and authors, URL, date language countries."""
+    credits = " · ".join(c for c in (article.get("site_name"), ", ".join(article["authors"])) if c)
+    facts = (f"{article['published'] or '-'}  {article['language'] or '-'}  "
+             f"{', '.join(article['countries']) or '-'}")
+    lines = (article["title"], credits, article["url"], facts)
+    return "\n".join(line for line in lines if line) + "\n"
 
 
 @app.command()

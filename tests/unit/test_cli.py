@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from services.cli.main import app
+from services.cli.main import app, article_header
 
 runner = CliRunner()
 
@@ -38,3 +38,19 @@ def test_the_store_out_of_reach_is_a_clear_error_without_the_password() -> None:
 def test_nothing_to_publish_and_unknown_services_are_usage_errors() -> None:
     assert runner.invoke(app, ["publish"]).exit_code == 2
     assert runner.invoke(app, ["run", "nosuch"]).exit_code == 2
+
+
+def test_an_article_is_headed_by_its_title_credits_address_and_facts() -> None:
+    article = {"title": "Mining blasts shatter homes", "site_name": "Lesotho Times",
+               "authors": ["Mathatisi Sebusi", "Mohalenyane Phakela"],
+               "url": "https://lestimes.com/mining-blasts-shatter-homes/",
+               "published": "2025-11-21 13:34:26+00:00", "language": "en", "countries": ["LS"]}
+    assert article_header(article).splitlines() == [
+        "Mining blasts shatter homes",
+        "Lesotho Times · Mathatisi Sebusi, Mohalenyane Phakela",
+        "https://lestimes.com/mining-blasts-shatter-homes/",
+        "2025-11-21 13:34:26+00:00  en  LS",
+    ]
+    bare = {**article, "site_name": None, "authors": [], "published": None, "countries": []}
+    assert article_header(bare).splitlines()[1:] == [
+        "https://lestimes.com/mining-blasts-shatter-homes/", "-  en  -"]
