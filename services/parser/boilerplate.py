@@ -47,6 +47,29 @@ _PROMPT_WORDS = (
     "iscriviti", "inscrivez", "sign up", "anmelden", "registrieren", "follow us", "folgen sie uns",
     "share this", "teilen", "partager", "advertisement", "anzeige", "werbung", "publicite",
 )
+# Calls to action that close an article: write in, log in, comment, get the app, support us.
+_CLOSING_PROMPTS = (
+    "get in touch", "got a story", "story to tell", "click here", "tap here", "log in or",
+    "create an account", "get the app", "download the app", "join our", "follow us",
+    "display name", "bookmark", "jetzt melden", "fehler gefunden", "unterstützen sie uns",
+    "kommentar abzugeben", "einloggen", "folgen sie uns", "réservée aux abonnés", "abonnez-vous",
+    "suscríbete", "iscriviti",
+)
+# These close an article too, but a news sentence may name them ("subscription revenue rose"):
+# only in a line that speaks to the reader.
+_READER_PROMPTS = (
+    "sign up", "signing up", "newsletter", "newsletters", "subscribe", "subscription",
+    "abonnieren", "login", "log in",
+)
+_READER = (
+    "you", "your", "our", "us", "we", "sie", "ihr", "ihre", "uns", "unser", "unsere", "unseren",
+    "du", "dich", "dein", "vous", "votre", "nous", "nos",
+)
+_CONTACT = re.compile(r"\S+@\S+\.\w+")  # "Email: jane@example.com"
+# Where and how long: the last paragraphs, a few sentences; a contact line is a label and address.
+_CLOSING_ZONE = 5
+_MAX_CLOSING_PROMPT_WORDS = 45
+_MAX_CONTACT_WORDS = 10
 # A copyright notice is page furniture, whatever the language.
 _COPYRIGHT = re.compile(r"^(?:©|\(c\)|copyright\b)", re.IGNORECASE)
 _MAX_LABEL_CHARS = 60
@@ -84,9 +107,17 @@ def _fold(text: str) -> str:
 _TEASER_KEYS = frozenset(_fold(h) for h in _TEASER_HEADINGS) | frozenset(
     _fold(h).replace(" s ", "s ") for h in _TEASER_HEADINGS
 )
-_PROMPT_PATTERN = re.compile(
-    r"\b(?:" + "|".join(re.escape(_fold(w)) for w in _PROMPT_WORDS) + r")\b"
-)
+
+
+def _any_of(phrases: Iterable[str]) -> re.Pattern[str]:
+    """A pattern for folded text that finds any of `phrases` as whole words."""
+    return re.compile(r"\b(?:" + "|".join(re.escape(_fold(p)) for p in phrases) + r")\b")
+
+
+_PROMPT_PATTERN = _any_of(_PROMPT_WORDS)
+_CLOSING_PATTERN = _any_of(_CLOSING_PROMPTS)
+_READER_PROMPT_PATTERN = _any_of(_READER_PROMPTS)
+_READER_PATTERN = _any_of(_READER)
 
 
 def is_teaser_heading(text: str) -> bool:
@@ -114,6 +145,24 @@ def is_prompt(text: str) -> bool:
     """Whether a short line is a newsletter, subscription, sharing or cookie prompt."""
     key = _fold(text)
     return bool(key) and len(key.split()) <= _MAX_PROMPT_WORDS and bool(_PROMPT_PATTERN.search(key))
+
+
+def drop_closing_prompts(paragraphs: list[str]) -> list[str]:
+    """The paragraphs without the calls to action among the article's last few."""
+    start = max(0, len(paragraphs) - _CLOSING_ZONE)
+    return paragraphs[:start] + [p for p in paragraphs[start:] if not is_closing_prompt(p)]
+
+
+def is_closing_prompt(text: str) -> bool:
+    """Whether a line asks the reader to do something: write in, log in, sign up, support us."""
+    key = _fold(text)
+    words = len(key.split())
+    if words > _MAX_CLOSING_PROMPT_WORDS:
+        return False
+    if words <= _MAX_CONTACT_WORDS and _CONTACT.search(text):
+        return True
+    return bool(_CLOSING_PATTERN.search(key)) or bool(
+        _READER_PROMPT_PATTERN.search(key) and _READER_PATTERN.search(key))
 
 
 def drop_boilerplate_blocks(tree: HtmlElement) -> None:

@@ -26,6 +26,7 @@ from shared.errors import PermanentError
 from .boilerplate import (
     clean_paragraphs,
     drop_boilerplate_blocks,
+    drop_closing_prompts,
     drop_link_lists,
     drop_other_articles,
     drop_social_embeds,
@@ -166,6 +167,7 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
         # A page rendered in the browser: its article is an HTML string in a script.
         shell = f"<html><body><article>{shipped}</article></body></html>"
         paragraphs = _main_text(load_html(shell), url)
+    paragraphs = drop_closing_prompts(paragraphs)
     paragraphs, signed = _without_signature(paragraphs, tree)
     # The article's own signature line beats the metadata, which may name the CMS account.
     authors = signed or meta.authors(tree)

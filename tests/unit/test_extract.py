@@ -9,7 +9,13 @@ import lxml.html
 import pytest
 import trafilatura
 
-from services.parser.boilerplate import clean_paragraphs, drop_other_articles, is_teaser_heading
+from services.parser.boilerplate import (
+    clean_paragraphs,
+    drop_closing_prompts,
+    drop_other_articles,
+    is_closing_prompt,
+    is_teaser_heading,
+)
 from services.parser.extract import (
     Extraction,
     clean_authors,
@@ -468,3 +474,34 @@ def test_invisible_hyphenation_hints_leave_title_and_text() -> None:
     assert extraction.title == "Helikopterlandeplatz geplant"
     assert "Helikopterlandeplatz kommt." in extraction.text
     assert "\u00ad" not in extraction.text and "\u200b" not in extraction.text
+
+
+@pytest.mark.parametrize("line", [
+    "Got a story? Get in touch with our news team by emailing us at news@example.com.",
+    "CLICK HERE TO GET THE EXAMPLE NEWS APP",
+    "For the latest breaking news, sign up for our newsletters.",
+    "Do you have a story to tell? Email: jane.doe@example.com",
+    "Fehler gefunden? Jetzt melden.",
+    "Hat Ihnen dieser Artikel gefallen? Dann unterstützen Sie uns bitte.",
+    "Il vous reste 57% de cet article à lire. La suite est réservée aux abonnés.",
+    "You must confirm your public display name before commenting",
+])
+def test_closing_calls_to_action(line: str) -> None:
+    assert is_closing_prompt(line)
+
+
+@pytest.mark.parametrize("line", [
+    "The company did not immediately respond to a request for comment.",
+    "Subscription revenue rose 10 percent in the quarter, the firm said.",
+    "Anyone with information is asked to email tips@police.example or to call the station.",
+    "Residents signed up for the scheme in large numbers, the council said on Monday.",
+])
+def test_closing_lines_of_news_are_text(line: str) -> None:
+    assert not is_closing_prompt(line)
+
+
+def test_only_the_last_paragraphs_are_searched_for_calls_to_action() -> None:
+    text = [f"Paragraph {n} of the story." for n in range(8)]
+    early = "Click here to read the full ruling, published on Monday."
+    paragraphs = [early, *text, "Join our commenting forum", "Follow us for more"]
+    assert drop_closing_prompts(paragraphs) == [early, *text]
