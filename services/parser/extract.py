@@ -126,6 +126,10 @@ _PROFILE_SEGMENTS = frozenset({
 _BYLINE_TAGS = frozenset({"p", "li", "span", "div", "dd", "address", "strong", "b", "em"})
 _MAX_SHOWN_BYLINE_WORDS = 10
 _MAX_SIGNATURE_WORDS = 12
+# The note on the author: among the last paragraphs, short, the name in its first characters.
+_AUTHOR_NOTE_ZONE = 3
+_MAX_AUTHOR_NOTE_WORDS = 80
+_AUTHOR_NOTE_OPENING = 30
 _EMAIL = re.compile(r"\S+@\S+\.\w+")
 # A web address inside a byline ("mdr.de", "Deutsche Welle (www.dw.com)") names a site.
 _DOMAIN = re.compile(r"\w\.(?:com|net|org|info|news|co|[a-z]{2})(?![a-z])", re.IGNORECASE)
@@ -172,6 +176,7 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
     # The article's own signature line beats the metadata, which may name the CMS account.
     authors = signed or meta.authors(tree)
     paragraphs = _without_lead_metadata(paragraphs, meta.headlines(), authors)
+    paragraphs = _without_author_note(paragraphs, authors)
     paragraphs = _with_standfirst(paragraphs, meta.descriptions(), tree, meta.h1[:1])
     text = "\n\n".join(paragraphs)
     words = len(_WORD.findall(text))
@@ -296,6 +301,22 @@ def _bold_only_paragraphs(tree: HtmlElement) -> set[str]:
             if text and _clean(children[0].text_content()) == text:
                 lines.add(text)
     return lines
+
+
+def _without_author_note(paragraphs: list[str], authors: list[str]) -> list[str]:
+    """The paragraphs without the note on the author that closes some articles.
+
+    "Jane Doe is a correspondent in Moscow." / "Korrespondent Jane Doe ist…": a short paragraph
+    among the last few that opens with an author's full name is about the author, not the story.
+    """
+    names = [a for a in authors if " " in a]
+    if not names or len(paragraphs) <= _AUTHOR_NOTE_ZONE:
+        return paragraphs
+    start = len(paragraphs) - _AUTHOR_NOTE_ZONE
+    return paragraphs[:start] + [
+        p for p in paragraphs[start:]
+        if len(p.split()) > _MAX_AUTHOR_NOTE_WORDS
+        or not any(0 <= p.find(n) < _AUTHOR_NOTE_OPENING for n in names)]
 
 
 def _with_standfirst(paragraphs: list[str], descriptions: list[str], tree: HtmlElement,

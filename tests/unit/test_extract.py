@@ -410,13 +410,14 @@ def test_the_next_story_appended_below_the_article_leaves_the_page() -> None:
 def test_byline_and_timestamp_lines_leave_the_top_of_the_text() -> None:
     head = '<meta name="author" content="Jane Doe">'
     body = ("<p>By Jane Doe</p><p>Updated 15.59 | Published 14.12.2024</p>" + BODY
-            + BODY.replace("council", "mayor") + BODY.replace("council", "board")
-            + "<p>Jane Doe</p><p>Wann sind die Eisheiligen 2024?</p>")
+            + BODY.replace("council", "mayor")
+            + "<p>Jane Doe</p><p>Wann sind die Eisheiligen 2024?</p>"
+            + "".join(BODY.replace("council", other) for other in ("board", "city", "town")))
     extraction = extract_article(page(head, body=body))
     assert extraction.authors == ["Jane Doe"]
     assert extraction.text.startswith("The council met")
     # Lower down, the same lines are the text's own.
-    assert extraction.text.endswith("Jane Doe\n\nWann sind die Eisheiligen 2024?")
+    assert "Jane Doe\n\nWann sind die Eisheiligen 2024?" in extraction.text
 
 
 def test_an_embedded_social_media_post_leaves_the_text() -> None:
@@ -505,3 +506,22 @@ def test_only_the_last_paragraphs_are_searched_for_calls_to_action() -> None:
     early = "Click here to read the full ruling, published on Monday."
     paragraphs = [early, *text, "Join our commenting forum", "Follow us for more"]
     assert drop_closing_prompts(paragraphs) == [early, *text]
+
+
+def test_the_note_on_the_author_that_closes_an_article_is_not_text() -> None:
+    head = '<meta name="author" content="Jane Doe">'
+    story = "".join(f"<p>Paragraph {n}: the council met on Tuesday to discuss the budget.</p>"
+                    for n in range(6))
+    note = "<p>Jane Doe is our correspondent in Berlin and covers city politics.</p>"
+    extraction = extract_article(page(head, story + note))
+    assert extraction.authors == ["Jane Doe"]
+    assert "correspondent in Berlin" not in extraction.text
+    assert extraction.text.split("\n\n")[-1].startswith("Paragraph 5")
+
+
+def test_a_closing_paragraph_naming_the_author_late_or_at_length_is_text() -> None:
+    head = '<meta name="author" content="Jane Doe">'
+    story = "".join(f"<p>Paragraph {n}: the council met on Tuesday to discuss the budget.</p>"
+                    for n in range(6))
+    late = "<p>The mayor told reporters, among them Jane Doe, that the vote would wait.</p>"
+    assert "among them Jane Doe" in extract_article(page(head, story + late)).text
