@@ -125,6 +125,10 @@ _PROFILE_SEGMENTS = frozenset({
 # Elements a shown credit sits in, and its length.
 _BYLINE_TAGS = frozenset({"p", "li", "span", "div", "dd", "address", "strong", "b", "em"})
 _MAX_SHOWN_BYLINE_WORDS = 10
+# The first word of `_BYLINE_PREFIX`'s labels: a cheap test before an element's text is built.
+_LABEL_START = re.compile(
+    r"(?:written|reported|posted|von|by|par|por|di|door|av|af|przez|from|autor(?:in)?|authors?|text)\b",
+    re.IGNORECASE)
 _MAX_SIGNATURE_WORDS = 12
 # The note on the author: among the last paragraphs, short, the name in its first characters.
 _AUTHOR_NOTE_ZONE = 3
@@ -700,11 +704,16 @@ def _shown_bylines(tree: HtmlElement) -> Iterator[list[str]]:
             parent = element.getparent()
             yield [a.text_content() for a in (parent if parent is not None else element).iter("a")
                    if _is_profile_link(a)]
-        elif element.tag in _BYLINE_TAGS:
+        elif element.tag in _BYLINE_TAGS and _LABEL_START.match(_first_text(element)):
             line = _clean(element.text_content())
             if 1 < len(line.split()) <= _MAX_SHOWN_BYLINE_WORDS and _BYLINE_PREFIX.match(line):
                 # A label makes any line look like a credit ("Text Size"): full names only.
                 yield [name for name in clean_authors([line]) if " " in name]
+
+
+def _first_text(element: HtmlElement) -> str:
+    # The element's first words, read without building its whole text (most are long).
+    return next((t for t in element.itertext() if t.strip()), "").lstrip()
 
 
 def _is_profile_link(link: HtmlElement) -> bool:
