@@ -55,6 +55,15 @@ _CLOSING_PROMPTS = (
     "kommentar abzugeben", "einloggen", "folgen sie uns", "réservée aux abonnés", "abonnez-vous",
     "suscríbete", "iscriviti",
 )
+# A notice that the rest is for subscribers: the text is cut, the page paywalled.
+_TRUNCATION_NOTICES = (
+    "subscribe to continue", "subscribe to read", "subscribers only", "for subscribers only",
+    "exclusively for subscribers", "already a subscriber", "unlock this article",
+    "to continue reading", "réservée aux abonnés", "réservé aux abonnés", "déjà abonné",
+    "nur für abonnenten", "exklusiv für abonnenten", "bereits abonnent", "schon abonnent",
+    "exclusivo para suscriptores", "solo para suscriptores", "ya eres suscriptor",
+    "riservato agli abbonati", "già abbonato", "alleen voor abonnees", "al abonnee",
+)
 # These close an article too, but a news sentence may name them ("subscription revenue rose"):
 # only in a line that speaks to the reader.
 _READER_PROMPTS = (
@@ -115,7 +124,8 @@ def _any_of(phrases: Iterable[str]) -> re.Pattern[str]:
 
 
 _PROMPT_PATTERN = _any_of(_PROMPT_WORDS)
-_CLOSING_PATTERN = _any_of(_CLOSING_PROMPTS)
+_CLOSING_PATTERN = _any_of(_CLOSING_PROMPTS + _TRUNCATION_NOTICES)
+_TRUNCATION_PATTERN = _any_of(_TRUNCATION_NOTICES)
 _READER_PROMPT_PATTERN = _any_of(_READER_PROMPTS)
 _READER_PATTERN = _any_of(_READER)
 
@@ -144,13 +154,25 @@ def is_teaser_link(text: str) -> bool:
 def is_prompt(text: str) -> bool:
     """Whether a short line is a newsletter, subscription, sharing or cookie prompt."""
     key = _fold(text)
-    return bool(key) and len(key.split()) <= _MAX_PROMPT_WORDS and bool(_PROMPT_PATTERN.search(key))
+    # A notice that the text is cut is left for `says_truncated` to read (the paywall flag).
+    return (bool(key) and len(key.split()) <= _MAX_PROMPT_WORDS
+            and bool(_PROMPT_PATTERN.search(key)) and not _TRUNCATION_PATTERN.search(key))
 
 
 def drop_closing_prompts(paragraphs: list[str]) -> list[str]:
     """The paragraphs without the calls to action among the article's last few."""
     start = max(0, len(paragraphs) - _CLOSING_ZONE)
     return paragraphs[:start] + [p for p in paragraphs[start:] if not is_closing_prompt(p)]
+
+
+def says_truncated(paragraphs: list[str]) -> bool:
+    """Whether the article's last paragraphs say the rest is for subscribers only."""
+    return any(_is_short_closing_line(p) and _TRUNCATION_PATTERN.search(_fold(p))
+               for p in paragraphs[-_CLOSING_ZONE:])
+
+
+def _is_short_closing_line(text: str) -> bool:
+    return len(text.split()) <= _MAX_CLOSING_PROMPT_WORDS
 
 
 def is_closing_prompt(text: str) -> bool:

@@ -30,6 +30,7 @@ from .boilerplate import (
     drop_link_lists,
     drop_other_articles,
     drop_social_embeds,
+    says_truncated,
 )
 from .embedded import embedded_article_html
 
@@ -175,6 +176,7 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
         # A page rendered in the browser: its article is an HTML string in a script.
         shell = f"<html><body><article>{shipped}</article></body></html>"
         paragraphs = _main_text(load_html(shell), url)
+    truncated = says_truncated(paragraphs)
     paragraphs = drop_closing_prompts(paragraphs)
     paragraphs, signed = _without_signature(paragraphs, tree)
     # The article's own signature line beats the metadata, which may name the CMS account.
@@ -200,7 +202,7 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
         image=meta.image(),
         tags=meta.tags(),
         words=words,
-        paywalled=meta.paywalled(),
+        paywalled=truncated or meta.paywalled(),
     )
 
 

@@ -101,6 +101,17 @@ def test_title_from_page_strips_site() -> None:
     assert extract_article(page(head)).title == "Budget talks"
 
 
+@pytest.mark.parametrize(("closing", "want"), [
+    ("<p>This article is for subscribers only. Subscribe to continue reading.</p>", True),
+    ("<p>Il vous reste 57% de cet article à lire. La suite est réservée aux abonnés.</p>", True),
+    ("<p>The streaming service raised its prices for subscribers in May.</p>", False),
+])
+def test_paywall_flag_when_the_text_says_it_is_cut(closing: str, want: bool) -> None:
+    extraction = extract_article(page(body=BODY + closing))
+    assert extraction.paywalled is want
+    assert ("raised its prices" in extraction.text) is not want
+
+
 @pytest.mark.parametrize(("raw", "want"), [
     (["By Jane Doe"], ["Jane Doe"]),
     (["Von Hans Müller und Eva Schmidt"], ["Hans Müller", "Eva Schmidt"]),
