@@ -52,8 +52,8 @@ _CLOSING_PROMPTS = (
     "get in touch", "got a story", "story to tell", "click here", "tap here", "log in or",
     "create an account", "get the app", "download the app", "join our", "follow us",
     "display name", "bookmark", "jetzt melden", "fehler gefunden", "unterstützen sie uns",
-    "kommentar abzugeben", "einloggen", "folgen sie uns", "réservée aux abonnés", "abonnez-vous",
-    "suscríbete", "iscriviti",
+    "kommentar abzugeben", "einloggen", "folgen sie uns", "abonnez-vous", "suscríbete",
+    "iscriviti",
 )
 # A notice that the rest is for subscribers: the text is cut, the page paywalled.
 _TRUNCATION_NOTICES = (
@@ -167,12 +167,8 @@ def drop_closing_prompts(paragraphs: list[str]) -> list[str]:
 
 def says_truncated(paragraphs: list[str]) -> bool:
     """Whether the article's last paragraphs say the rest is for subscribers only."""
-    return any(_is_short_closing_line(p) and _TRUNCATION_PATTERN.search(_fold(p))
+    return any(len(p.split()) <= _MAX_CLOSING_PROMPT_WORDS and _TRUNCATION_PATTERN.search(_fold(p))
                for p in paragraphs[-_CLOSING_ZONE:])
-
-
-def _is_short_closing_line(text: str) -> bool:
-    return len(text.split()) <= _MAX_CLOSING_PROMPT_WORDS
 
 
 def is_closing_prompt(text: str) -> bool:

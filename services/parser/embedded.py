@@ -39,10 +39,9 @@ def embedded_article_html(tree: HtmlElement) -> str | None:
 
 
 def _fragments(tree: HtmlElement) -> Iterator[str]:
-    scripts = [(s.get("type") or "").strip().lower() for s in tree.iter("script")]
-    bodies = [s.text or "" for s in tree.iter("script")]
-    yield from _next_flight_texts(body for body in bodies if "__next_f" in body)
-    for kind, body in zip(scripts, bodies, strict=True):
+    scripts = [((s.get("type") or "").strip().lower(), s.text or "") for s in tree.iter("script")]
+    yield from _next_flight_texts(body for _, body in scripts if "__next_f" in body)
+    for kind, body in scripts:
         if kind in _JSON_TYPES and "<p" in body:
             try:
                 yield from _strings(json.loads(body))
