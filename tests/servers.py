@@ -11,11 +11,28 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import redis
+
+
+class QuietHTTPServer(ThreadingHTTPServer):
+    """A local web server for the tests whose clients may hang up mid-response.
+
+    A client that gives up (a timeout, a refused size, a shutdown) is what those tests check;
+    the server saying so on stderr, perhaps after the run has ended, is noise.
+    """
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def free_port() -> int:

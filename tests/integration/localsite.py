@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.servers import QuietHTTPServer
+
 PAGE = b"<!doctype html><html><head><title>t</title></head><body><p>Hello</p></body></html>"
 
 Reply = tuple[int, dict[str, str], bytes]
@@ -73,8 +75,7 @@ def serve(site: LocalSite) -> ThreadingHTTPServer:
                 with site.lock:
                     site.in_flight -= 1
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
+    httpd = QuietHTTPServer(("127.0.0.1", 0), Handler)
     site.base = f"http://127.0.0.1:{httpd.server_address[1]}"
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     return httpd

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,13 @@ import httpx
 import pytest
 import redis
 
-from tests.servers import PostgresServer, RedisServer, free_port, redis_binary
+from tests.servers import (
+    PostgresServer,
+    QuietHTTPServer,
+    RedisServer,
+    free_port,
+    redis_binary,
+)
 
 SERVICES = ("fetcher", "parser", "enricher", "indexer", "api")
 
@@ -31,21 +37,12 @@ class Site:
 
     def __init__(self, root: Path) -> None:
         handler = partial(_QuietHandler, directory=str(root))
-        self.server = _QuietServer(("127.0.0.1", 0), handler)
+        self.server = QuietHTTPServer(("127.0.0.1", 0), handler)
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def url(self, path: str) -> str:
         return f"{self.base}/{path}"
-
-
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A fetcher that hangs up mid-response (shutdown, a refused size) is expected here.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):

@@ -8,7 +8,7 @@ import threading
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
@@ -30,6 +30,7 @@ from services.fetcher.fetch import (
 from services.fetcher.ssrf import parse_ip, refusal_reason
 from shared.errors import PermanentError, TransientError
 from shared.settings import Settings
+from tests.servers import QuietHTTPServer
 
 PUBLIC_IP = "93.184.216.34"
 OTHER_PUBLIC_IP = "151.101.1.69"
@@ -780,8 +781,7 @@ BOMB = gzip.compress(b"\0" * 20_000_000)
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
+    httpd = QuietHTTPServer(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
