@@ -44,13 +44,16 @@ from faststream.redis.prometheus import RedisPrometheusMiddleware
 from prometheus_client import make_asgi_app
 from pydantic import BaseModel, SkipValidation, ValidationError
 from redis.asyncio.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import keys, metrics
 from shared.errors import NewsflowError, PermanentError
 from shared.janitor import run_janitor
 from shared.logging import entry_context
 from shared.messages import ArticleFailed, article_id
+from shared.reach import when_reachable, where
 from shared.settings import Settings
 from shared.streams import DATA_FIELD, DEAD, STAGES, Stream
 
@@ -397,7 +400,10 @@ class Stage:
         self._documented: set[str] = set()
 
     async def _create_groups(self) -> None:
-        await ensure_groups(self.redis)
+        await when_reachable(lambda: ensure_groups(self.redis),
+                             f"Redis at {where(self.settings.redis_url)}",
+                             (RedisConnectionError, RedisTimeoutError, OSError),
+                             self.settings.startup_wait_s)
 
     async def _start_background(self) -> None:
         self._started.set()

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     one FastStream call for many entries. More a read holds more back from idle replicas."""
     graceful_timeout_s: float = 20.0
     """On SIGTERM, how long in-flight work may take to finish."""
+    startup_wait_s: float = 60.0
+    """At start, how long a service waits for Redis and PostgreSQL to answer before it exits."""
 
     # Fetcher.
     allow_private_networks: bool = False

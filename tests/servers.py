@@ -12,10 +12,12 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
+from socketserver import BaseRequestHandler
 from typing import Any
 
 import redis
@@ -29,6 +31,17 @@ class QuietHTTPServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True
+
+    @classmethod
+    def start(cls, handler: Callable[..., BaseRequestHandler]) -> "QuietHTTPServer":
+        """A server on a free loopback port, serving in a thread of its own."""
+        server = cls(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if not isinstance(sys.exc_info()[1], ConnectionError):

@@ -12,6 +12,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 
 from shared import store
+from shared.reach import when_reachable, where
 from shared.settings import Settings
 
 PAGE = Path(__file__).with_name("search.html")
@@ -20,7 +21,10 @@ PAGE = Path(__file__).with_name("search.html")
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.pool = await store.connect(settings.database_url, max_size=10, read_only=True)
+        app.state.pool = await when_reachable(
+            lambda: store.connect(settings.database_url, max_size=10, read_only=True),
+            f"PostgreSQL at {where(settings.database_url)}", store.UNREACHABLE,
+            settings.startup_wait_s)
         try:
             yield
         finally:

@@ -22,6 +22,7 @@ from services.cli import feeds, pipeline
 from shared import store
 from shared.logging import setup_logging
 from shared.messages import ArticleSubmitted
+from shared.reach import where
 from shared.settings import Settings
 
 app = typer.Typer(help="newsflow: fetch, parse, enrich and index news articles.",
@@ -77,9 +78,8 @@ def _with_store(work: Callable[[Any], Awaitable[T]]) -> T:
     try:
         return asyncio.run(go())
     except (OSError, asyncpg.PostgresError) as exc:
-        where = settings.database_url.rsplit("@", 1)[-1]  # not the password
-        typer.echo(f"error: cannot reach the search store at {where} (DATABASE_URL): {exc}",
-                   err=True)
+        typer.echo(f"error: cannot reach the search store at {where(settings.database_url)} "
+                   f"(DATABASE_URL): {exc}", err=True)
         raise typer.Exit(1) from None
 
 

@@ -8,6 +8,7 @@ from faststream.asgi import AsgiFastStream
 from shared import store
 from shared.broker import Stage
 from shared.messages import ArticleEnriched, ArticleIndexed
+from shared.reach import when_reachable, where
 from shared.settings import Settings
 from shared.streams import ENRICHED, INDEXED
 
@@ -20,7 +21,10 @@ def create_app(settings: Settings) -> AsgiFastStream:
 
     @stage.app.on_startup
     async def open_store() -> None:
-        pools.append(await store.connect(settings.database_url))
+        pools.append(await when_reachable(
+            lambda: store.connect(settings.database_url),
+            f"PostgreSQL at {where(settings.database_url)}", store.UNREACHABLE,
+            settings.startup_wait_s))
 
     @stage.app.after_shutdown
     async def close_store() -> None:

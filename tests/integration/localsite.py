@@ -75,7 +75,6 @@ def serve(site: LocalSite) -> ThreadingHTTPServer:
                 with site.lock:
                     site.in_flight -= 1
 
-    httpd = QuietHTTPServer(("127.0.0.1", 0), Handler)
-    site.base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    httpd = QuietHTTPServer.start(Handler)
+    site.base = httpd.base
     return httpd

@@ -5,6 +5,7 @@ import itertools
 import json
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -21,6 +22,7 @@ from shared.messages import (
 )
 from shared.settings import Settings
 from shared.streams import DATA_FIELD, DEAD, ENRICHED, FETCHED, INDEXED, PARSED
+from tests.servers import RedisServer
 
 Redis = aioredis.Redis
 
@@ -209,9 +211,10 @@ async def test_retries_back_off_exponentially(
         await until(lambda: _count(redis_client, 1), timeout=20)
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
     assert len(attempts) == 4, gaps
-    # Base 0.3 s doubled each time (±20 % jitter, plus up to one claim interval of lag).
+    # Base 0.3 s doubled each time (±20 % jitter, plus up to one claim interval of lag). With
+    # the lag, neighbours may come out even; two doublings apart, the growth always shows.
     assert 0.2 < gaps[0] < 0.9 and 0.45 < gaps[1] < 1.6 and 1.0 < gaps[2] < 2.8, gaps
-    assert gaps[0] < gaps[1] < gaps[2], gaps
+    assert gaps[0] < gaps[2], gaps
     assert await redis_client.hlen("newsflow:retries:" + FETCHED.name) == 0
 
 
@@ -328,3 +331,26 @@ async def _indexed(client: "Redis[bytes]", n: int) -> bool:
 
 async def _enriched_pending_zero(client: "Redis[bytes]") -> bool:
     return int((await client.xpending(ENRICHED.name, "indexer"))["pending"]) == 0
+
+
+async def test_a_replica_started_before_redis_waits_for_it(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis")  # not started yet
+    settings = Settings(redis_url=server.url, claim_idle_ms=400, poll_ms=100,
+                        graceful_timeout_s=5, startup_wait_s=30)
+    stage = parser_stage(settings, lambda e: None)
+
+    async def serve() -> None:
+        async with stage.running():
+            client: Redis[bytes] = aioredis.from_url(server.url)
+            await client.xadd(FETCHED.name, fetched(1))
+            await until(lambda: client.xlen(PARSED.name))
+            await client.aclose()
+
+    started = asyncio.create_task(serve())
+    await asyncio.sleep(1.5)
+    assert not started.done()  # waiting, not exited
+    await asyncio.to_thread(server.start)
+    try:
+        await asyncio.wait_for(started, 20)
+    finally:
+        server.stop()

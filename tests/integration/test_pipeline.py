@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from functools import partial
@@ -37,9 +36,8 @@ class Site:
 
     def __init__(self, root: Path) -> None:
         handler = partial(_QuietHandler, directory=str(root))
-        self.server = QuietHTTPServer(("127.0.0.1", 0), handler)
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = QuietHTTPServer.start(handler)
+        self.base = self.server.base
 
     def url(self, path: str) -> str:
         return f"{self.base}/{path}"

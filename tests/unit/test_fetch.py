@@ -4,7 +4,6 @@ import asyncio
 import codecs
 import gzip
 import re
-import threading
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
@@ -781,10 +780,8 @@ BOMB = gzip.compress(b"\0" * 20_000_000)
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    httpd = QuietHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd = QuietHTTPServer.start(_Handler)
+    yield httpd.base
     httpd.shutdown()
     httpd.server_close()
 
