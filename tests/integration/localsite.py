@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.servers import QuietHTTPServer
+from tests.servers import QuietHTTPServer, reply
 
 PAGE = b"<!doctype html><html><head><title>t</title></head><body><p>Hello</p></body></html>"
 
@@ -65,12 +65,7 @@ def serve(site: LocalSite) -> ThreadingHTTPServer:
                     status, extra, body = route(site, headers)
                 if site.delay_s and self.path != "/robots.txt":
                     time.sleep(site.delay_s)
-                self.send_response(status)
-                for name, value in extra.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                reply(self, status, extra, body)
             finally:
                 with site.lock:
                     site.in_flight -= 1

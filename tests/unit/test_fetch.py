@@ -29,7 +29,7 @@ from services.fetcher.fetch import (
 from services.fetcher.ssrf import parse_ip, refusal_reason
 from shared.errors import PermanentError, TransientError
 from shared.settings import Settings
-from tests.servers import QuietHTTPServer
+from tests.servers import QuietHTTPServer, reply
 
 PUBLIC_IP = "93.184.216.34"
 OTHER_PUBLIC_IP = "151.101.1.69"
@@ -767,12 +767,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b"no", {"Content-Type": "text/plain"})
 
     def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        reply(self, status, headers, body)
 
 
 BOMB = gzip.compress(b"\0" * 20_000_000)
