@@ -20,7 +20,7 @@ def _serve(conn: Connection) -> None:
     while True:
         try:
             job = conn.recv()
-        except EOFError:  # the pool is gone
+        except (EOFError, OSError):  # the pool is gone (closed, or its replica killed)
             return
         func, args = job
         try:
@@ -29,6 +29,8 @@ def _serve(conn: Connection) -> None:
             reply = (False, error)
         try:
             conn.send(reply)
+        except OSError:  # the pool is gone (its replica was killed mid-job): so is the worker
+            return
         except Exception as error:  # an unpicklable result or exception
             conn.send((False, RuntimeError(f"worker could not send its reply: {error!r}")))
 

@@ -1,12 +1,14 @@
 """The parser's worker pool: a late job fails with its reason and its worker is replaced."""
 
+import multiprocessing
 import operator
 import os
+import threading
 import time
 
 import pytest
 
-from services.parser.workers import WorkerPool
+from services.parser.workers import WorkerPool, _serve
 
 
 @pytest.fixture
@@ -48,3 +50,31 @@ def _alive(pid: int | None) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_a_worker_whose_pool_is_gone_ends_quietly() -> None:
+    # The replica was killed mid-job: the worker's reply finds the pipe closed.
+    parent, child = multiprocessing.Pipe()
+    errors: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            _serve(child)
+        except BaseException as error:
+            errors.append(error)
+
+    worker = threading.Thread(target=serve)
+    worker.start()
+    parent.send((time.sleep, (0.3,)))
+    parent.close()
+    worker.join(10)
+    assert not worker.is_alive() and errors == []
+
+
+def test_a_worker_whose_pool_was_killed_ends_quietly() -> None:
+    # A replica killed -9 resets the pipe under the worker's read (not a clean end of file).
+    class Reset:
+        def recv(self) -> object:
+            raise ConnectionResetError(104, "Connection reset by peer")
+
+    _serve(Reset())  # type: ignore[arg-type]  # returns; raising would print a traceback
