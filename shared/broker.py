@@ -44,9 +44,7 @@ from faststream.redis.prometheus import RedisPrometheusMiddleware
 from prometheus_client import make_asgi_app
 from pydantic import BaseModel, SkipValidation, ValidationError
 from redis.asyncio.client import Pipeline
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import keys, metrics
 from shared.errors import NewsflowError, PermanentError
@@ -402,7 +400,6 @@ class Stage:
     async def _create_groups(self) -> None:
         await when_reachable(lambda: ensure_groups(self.redis),
                              f"Redis at {where(self.settings.redis_url)}",
-                             (RedisConnectionError, RedisTimeoutError, OSError),
                              self.settings.startup_wait_s)
 
     async def _start_background(self) -> None:

@@ -8,6 +8,8 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.reach import SERVER_DOWN
+
 entry_context: ContextVar[dict[str, Any] | None] = ContextVar("entry_context", default=None)
 """Set by the delivery layer while a stage works on an entry: stage, entry_id, article_id,
 started (perf_counter); for a batch, `entries` maps article id → entry id. JSON log lines carry
@@ -46,6 +48,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+class OutageInOneLine(logging.Filter):
+    """Errors that a server being down causes (Redis or PostgreSQL restarting: a read, the
+    janitor, a retry, a failure not recorded) are expected and recovered from by retrying: each
+    is one warning line with its cause, not a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, SERVER_DOWN):
+            return True
+        message = record.getMessage()
+        if str(error) not in message:  # a retry line names its cause already
+            message = f"{message}: {type(error).__name__}: {error}"
+        record.msg, record.args = message, None
+        record.exc_info = record.exc_text = None
+        if record.levelno > logging.WARNING:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def setup_logging(service: str, level: str = "INFO", fmt: str = "text") -> None:
     """Route every logger (ours, FastStream's, uvicorn's) to stderr in the chosen format."""
     handler = logging.StreamHandler(sys.stderr)
@@ -55,6 +76,7 @@ def setup_logging(service: str, level: str = "INFO", fmt: str = "text") -> None:
         handler.setFormatter(
             logging.Formatter(f"%(asctime)s {service:<8} %(levelname)-7s %(message)s")
         )
+    handler.addFilter(OutageInOneLine())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -6,10 +6,23 @@ exiting with a traceback and leaving the restarting to whoever runs it.
 
 import asyncio
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import asyncpg
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 T = TypeVar("T")
+
+SERVER_DOWN: tuple[type[BaseException], ...] = (
+    RedisConnectionError, RedisTimeoutError, ConnectionError, socket.gaierror, TimeoutError,
+    asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError,
+)
+"""What the Redis and PostgreSQL clients raise while their server is down or restarting."""
+CONNECT_ERRORS: tuple[type[BaseException], ...] = (OSError, *SERVER_DOWN)
+"""What connecting raises while the server is not up (asyncpg may raise a plain OSError)."""
 
 logger = logging.getLogger("newsflow.startup")
 
@@ -25,19 +38,18 @@ def where(url: str) -> str:
 async def when_reachable(
     connect: Callable[[], Awaitable[T]],
     what: str,
-    errors: tuple[type[BaseException], ...],
     timeout_s: float,
     first_delay_s: float = _FIRST_DELAY_S,
 ) -> T:
-    """What `connect()` returns once it does not fail with one of `errors`, tried again with a
-    doubling delay for up to `timeout_s`; then its last error is raised."""
+    """What `connect()` returns once it does not fail for want of its server (CONNECT_ERRORS),
+    tried again with a doubling delay for up to `timeout_s`; then its last error is raised."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     delay = first_delay_s
     while True:
         try:
             return await connect()
-        except errors as error:
+        except CONNECT_ERRORS as error:
             if loop.time() + delay > deadline:
                 raise
             logger.warning("waiting for %s: %s (again in %.1f s)", what, error, delay)

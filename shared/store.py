@@ -100,11 +100,6 @@ WHERE articles.content_hash IS DISTINCT FROM EXCLUDED.content_hash
 """  # noqa: S608 -- built from the constant column list above, never from input
 
 
-UNREACHABLE: tuple[type[BaseException], ...] = (
-    OSError, asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError)
-"""What connecting raises while PostgreSQL is down, starting or restarting."""
-
-
 async def connect(
     database_url: str, *, min_size: int = 1, max_size: int = 5, read_only: bool = False
 ) -> asyncpg.Pool:

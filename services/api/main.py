@@ -23,8 +23,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = await when_reachable(
             lambda: store.connect(settings.database_url, max_size=10, read_only=True),
-            f"PostgreSQL at {where(settings.database_url)}", store.UNREACHABLE,
-            settings.startup_wait_s)
+            f"PostgreSQL at {where(settings.database_url)}", settings.startup_wait_s)
         try:
             yield
         finally:

@@ -23,8 +23,7 @@ def create_app(settings: Settings) -> AsgiFastStream:
     async def open_store() -> None:
         pools.append(await when_reachable(
             lambda: store.connect(settings.database_url),
-            f"PostgreSQL at {where(settings.database_url)}", store.UNREACHABLE,
-            settings.startup_wait_s))
+            f"PostgreSQL at {where(settings.database_url)}", settings.startup_wait_s))
 
     @stage.app.after_shutdown
     async def close_store() -> None:
