@@ -62,7 +62,8 @@ class OutageInOneLine(logging.Filter):
             message = f"{message}: {type(error).__name__}: {error}"
         record.msg, record.args = message, None
         record.exc_info = record.exc_text = None
-        if record.levelno > logging.WARNING:
+        # An article given up stays an error, whatever the cause.
+        if record.levelno > logging.WARNING and getattr(record, "outcome", None) != "dead":
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
 

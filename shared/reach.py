@@ -17,7 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 T = TypeVar("T")
 
 SERVER_DOWN: tuple[type[BaseException], ...] = (
-    RedisConnectionError, RedisTimeoutError, ConnectionError, socket.gaierror, TimeoutError,
+    RedisConnectionError, RedisTimeoutError, ConnectionError, socket.gaierror,
     asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError,
 )
 """What the Redis and PostgreSQL clients raise while their server is down or restarting."""

@@ -37,6 +37,14 @@ def test_a_warning_about_a_server_down_loses_its_traceback_not_its_words() -> No
         "retry a1 at indexer: ConnectionRefusedError: [Errno 111] Connect call failed (attempt 2)")
 
 
+def test_an_article_given_up_stays_an_error_in_one_line() -> None:
+    record = record_of(ConnectionRefusedError(111, "Connect call failed"),
+                       "dead a1 at indexer: gave up (4 attempts)")
+    record.outcome = "dead"
+    assert OutageInOneLine().filter(record)
+    assert record.levelname == "ERROR" and record.exc_info is None
+
+
 def test_a_bug_keeps_its_level_and_traceback() -> None:
     record = record_of(KeyError("title"), "janitor pass failed")
     assert OutageInOneLine().filter(record)
