@@ -74,7 +74,8 @@ _READER = (
     "you", "your", "our", "us", "we", "sie", "ihr", "ihre", "uns", "unser", "unsere", "unseren",
     "du", "dich", "dein", "vous", "votre", "nous", "nos",
 )
-_CONTACT = re.compile(r"\S+@\S+\.\w+")  # "Email: jane@example.com"
+EMAIL = re.compile(r"\S+@\S+\.\w+")
+"""An e-mail address: a contact line's ("Email: jane@example.com"), or one inside a byline."""
 # Where and how long: the last paragraphs, a few sentences; a contact line is a label and address.
 _CLOSING_ZONE = 5
 _MAX_CLOSING_PROMPT_WORDS = 45
@@ -177,7 +178,7 @@ def is_closing_prompt(text: str) -> bool:
     words = len(key.split())
     if words > _MAX_CLOSING_PROMPT_WORDS:
         return False
-    if words <= _MAX_CONTACT_WORDS and _CONTACT.search(text):
+    if words <= _MAX_CONTACT_WORDS and EMAIL.search(text):
         return True
     return bool(_CLOSING_PATTERN.search(key)) or bool(
         _READER_PROMPT_PATTERN.search(key) and _READER_PATTERN.search(key))

@@ -24,6 +24,7 @@ from trafilatura.utils import load_html
 from shared.errors import PermanentError
 
 from .boilerplate import (
+    EMAIL,
     clean_paragraphs,
     drop_boilerplate_blocks,
     drop_closing_prompts,
@@ -135,7 +136,6 @@ _MAX_SIGNATURE_WORDS = 12
 _AUTHOR_NOTE_ZONE = 3
 _MAX_AUTHOR_NOTE_WORDS = 80
 _AUTHOR_NOTE_OPENING = 30
-_EMAIL = re.compile(r"\S+@\S+\.\w+")
 # A web address inside a byline ("mdr.de", "Deutsche Welle (www.dw.com)") names a site.
 _DOMAIN = re.compile(r"\w\.(?:com|net|org|info|news|co|[a-z]{2})(?![a-z])", re.IGNORECASE)
 # A role after the name: "Jane Doe, Reporter" is split at the comma; these are glued on.
@@ -856,7 +856,7 @@ def clean_authors(raw: Iterable[str], organisations: set[str] | None = None) -> 
     organisations = organisations or set()
     names: list[str] = []
     for entry in raw:
-        byline = _EMAIL.sub(" ", _clean(entry))
+        byline = EMAIL.sub(" ", _clean(entry))
         if byline.startswith(("http://", "https://", "/")):
             continue
         if _DOMAIN.search(byline):
