@@ -57,9 +57,9 @@ class OutageInOneLine(logging.Filter):
         error = record.exc_info[1] if record.exc_info else None
         if not isinstance(error, SERVER_DOWN):
             return True
-        message = record.getMessage()
-        if str(error) not in message:  # a retry line names its cause already
-            message = f"{message}: {type(error).__name__}: {error}"
+        message, cause = record.getMessage(), str(error)
+        if not cause or cause not in message:  # a retry line names its cause already
+            message = f"{message}: {type(error).__name__}" + (f": {cause}" if cause else "")
         record.msg, record.args = message, None
         record.exc_info = record.exc_text = None
         # An article given up stays an error, whatever the cause.

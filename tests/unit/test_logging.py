@@ -27,6 +27,12 @@ def test_a_server_down_is_one_warning_line() -> None:
         "Message fetch error: ConnectionError: Error 111 connecting to redis:6379.")
 
 
+def test_an_outage_without_words_is_still_named() -> None:
+    record = record_of(RedisConnectionError(), "janitor pass failed")
+    assert OutageInOneLine().filter(record)
+    assert record.getMessage() == "janitor pass failed: ConnectionError"
+
+
 def test_a_warning_about_a_server_down_loses_its_traceback_not_its_words() -> None:
     error = ConnectionRefusedError(111, "Connect call failed")
     record = record_of(error, f"retry a1 at indexer: ConnectionRefusedError: {error} (attempt 2)")
