@@ -1,7 +1,10 @@
 """The search API over HTTP (in process, on a real PostgreSQL): every endpoint, clear 4xx errors,
 hostile input in every parameter, OpenAPI, and the search page."""
 
+import asyncio
+import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -146,3 +149,26 @@ async def test_the_search_page_is_served(api: httpx.AsyncClient) -> None:
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'id="q"' in page.text and "fetch(" in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
+
+
+async def test_the_api_started_before_postgresql_waits_for_it() -> None:
+    server = PostgresServer(Path(tempfile.mkdtemp(prefix="newsflow-pg-")))
+    await asyncio.to_thread(server.start)  # the cluster and its database made, then down
+    await asyncio.to_thread(server.stop)
+    app = create_app(Settings(database_url=server.url, startup_wait_s=60))
+
+    async def serve() -> dict[str, Any]:
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://api"
+        ) as client:
+            body: dict[str, Any] = (await client.get("/health")).json()
+            return body
+
+    started = asyncio.create_task(serve())
+    await asyncio.sleep(1.5)
+    assert not started.done()  # waiting, not exited
+    await asyncio.to_thread(server.start)
+    try:
+        assert await asyncio.wait_for(started, 30) == {"status": "ok", "articles": 0}
+    finally:
+        await asyncio.to_thread(server.stop)
