@@ -27,6 +27,7 @@ from .boilerplate import (
     EMAIL,
     clean_paragraphs,
     drop_boilerplate_blocks,
+    drop_closing_fragments,
     drop_closing_prompts,
     drop_link_lists,
     drop_other_articles,
@@ -154,6 +155,13 @@ _ORG_MARKERS = frozenset({
     "writer", "writers", "contributor", "contributors", "columnist", "reporters", "staffs",
     "redaktionen", "folgen", "follow",  # a "Follow" button caught in a byline
 })
+# News agencies as their credit lines name them (folded, see `_fold`). A byline that credits
+# only agencies marks a wire story: a name found further down the page is some teaser's byline.
+_WIRE_AGENCIES = frozenset({
+    "dpa", "afp", "ap", "associatedpress", "theassociatedpress", "reuters", "apa", "kna", "epd",
+    "sid", "ansa", "efe", "sda", "keystonesda", "anp", "belga", "pap", "ctk", "tass", "xinhua",
+    "yonhap", "kyodo", "aap", "pti", "ians", "ntb", "tt", "ritzau", "anadoluagency", "aa",
+})
 
 
 def extract_article(html: str, url: str | None = None) -> Extraction:
@@ -179,6 +187,7 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
     truncated = says_truncated(paragraphs)
     paragraphs = drop_closing_prompts(paragraphs)
     paragraphs, signed = _without_signature(paragraphs, tree)
+    paragraphs = drop_closing_fragments(paragraphs)
     # The article's own signature line beats the metadata, which may name the CMS account.
     authors = signed or meta.authors(tree)
     paragraphs = _without_lead_metadata(paragraphs, meta.headlines(), authors)
@@ -546,6 +555,8 @@ class _PageMeta:
             names = clean_authors(raw, organisations)
             if names:
                 return names
+            if _credits_agencies_only(raw):
+                return []
         return []
 
     def _author_sources(self, tree: HtmlElement) -> Iterator[list[str]]:
@@ -878,6 +889,14 @@ def clean_authors(raw: Iterable[str], organisations: set[str] | None = None) -> 
                 # "JANE DOE" → "Jane Doe"; mixed case ("Jane McDoe") is the page's own spelling.
                 names.append(name.title() if name.isupper() else name)
     return _unique(names)
+
+
+def _credits_agencies_only(raw: list[str]) -> bool:
+    """Whether a byline names news agencies and nothing else ("dpa", "Von AFP und Reuters")."""
+    parts = [_fold(_BYLINE_PREFIX.sub("", part)) for entry in raw
+             for part in _AUTHOR_SPLIT.split(_clean(entry))]
+    parts = [part for part in parts if part]
+    return bool(parts) and all(part in _WIRE_AGENCIES for part in parts)
 
 
 def _is_person_name(name: str, organisations: set[str]) -> bool:

@@ -11,6 +11,7 @@ import trafilatura
 
 from services.parser.boilerplate import (
     clean_paragraphs,
+    drop_closing_fragments,
     drop_closing_prompts,
     drop_other_articles,
     is_closing_prompt,
@@ -270,6 +271,20 @@ def test_shown_byline_below_the_headline_when_no_metadata_names_authors() -> Non
     assert extract_article(html).authors == ["Jane Doe"]
 
 
+@pytest.mark.parametrize(("credit", "want"), [
+    ("dpa", []),
+    ("Von AFP und Reuters", []),
+    ("The Associated Press", []),
+    ("Daily Planet", ["Jane Doe"]),  # the site's own name: the byline shown is the author's
+    ("", ["Jane Doe"]),
+])
+def test_a_wire_story_takes_no_author_from_further_down_the_page(credit: str,
+                                                                  want: list[str]) -> None:
+    head = '<meta property="og:site_name" content="Daily Planet">' \
+           f'<meta name="author" content="{credit}">'
+    assert extract_article(page(head, f'<p class="x">Von: Jane Doe</p>{BODY}')).authors == want
+
+
 def test_links_to_profile_pages_name_the_authors() -> None:
     byline = ('<p>von <a href="/autoren/name/jane-doe">Dr. Jane Doe</a> und'
               ' <a href="https://example.com/author/john-roe/">John Roe</a></p>')
@@ -517,6 +532,42 @@ def test_only_the_last_paragraphs_are_searched_for_calls_to_action() -> None:
     early = "Click here to read the full ruling, published on Monday."
     paragraphs = [early, *text, "Join our commenting forum", "Follow us for more"]
     assert drop_closing_prompts(paragraphs) == [early, *text]
+
+
+STORY = [f"Paragraph {n}: the council met on Tuesday and voted on next year's budget."
+         for n in range(4)]
+
+
+@pytest.mark.parametrize("run", [
+    ["Tags:", "- Budget", "- City council", "- Berlin"],
+    ["Similar:", "- 19.03.2024 Council delays vote", "- 05.03.2024 Budget gap widens",
+     "- 04.03.2024 Mayor under fire"],
+    ["Latest news", "Support us", "Want to shop online?", "Thank you!"],
+])
+def test_short_lines_after_the_last_paragraph_are_not_text(run: list[str]) -> None:
+    assert drop_closing_fragments([*STORY, *run]) == STORY
+
+
+@pytest.mark.parametrize("run", [
+    ["- Budget", "- Berlin"],  # two lines: too few to tell from a short closing list
+    ["Old sayings about the cold:", "- „Plant nothing before the frost has passed.“",
+     "- Never trust a warm May.", "- Cold nights, thin harvest."],  # sentences: the article's
+    [],
+])
+def test_a_short_or_sentence_closing_run_stays(run: list[str]) -> None:
+    assert drop_closing_fragments([*STORY, *run]) == [*STORY, *run]
+
+
+def test_the_page_furniture_below_the_article_leaves_the_text() -> None:
+    story = "".join(f"<p>{line}</p>" for line in STORY)
+    furniture = "<p>Tags:</p><p>Budget</p><p>City council</p><p>Support us</p>"
+    extraction = extract_article(page(body=story + furniture))
+    assert extraction.text.split("\n\n")[-1] == STORY[-1]
+
+
+def test_a_page_of_short_lines_only_is_left_whole() -> None:
+    lines = ["Breaking", "Markets fall", "More soon", "Live"]
+    assert drop_closing_fragments(lines) == lines
 
 
 def test_the_note_on_the_author_that_closes_an_article_is_not_text() -> None:
