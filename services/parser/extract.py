@@ -105,6 +105,10 @@ _DATE_OR_TIME = re.compile(r"(?<!\d)(?:(?:19|20)\d\d|\d{1,2}[:.]\d\d)(?!\d)")
 _TITLE_SEPARATORS = re.compile(r"\s+[|–—\-:·•»/ㅣ]{1,2}\s+|\s*[|｜：ㅣ]\s*")
 _DATE_ONLY = re.compile(r"^\s*[\d./\-\s]{6,}\s*$")
 _WORD = re.compile(r"\w+")
+# Words as counted for length: Chinese and Japanese run words together, so each Han or kana
+# character counts as one, as word processors count them.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_COUNTED_WORD = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+")
 
 # Credit prefixes in bylines, in the languages of the pages we see most; a person's name never
 # starts with them.
@@ -175,6 +179,7 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
     if tree is None:
         raise PermanentError("not an HTML document")
     meta = _PageMeta.read(tree, url)
+    _inline_ruby(tree)
     drop_boilerplate_blocks(tree)
     drop_link_lists(tree)
     drop_other_articles(tree, meta.headlines(h1=False))
@@ -194,7 +199,7 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
     paragraphs = _without_author_note(paragraphs, authors)
     paragraphs = _with_standfirst(paragraphs, meta.descriptions(), tree, meta.h1[:1])
     text = "\n\n".join(paragraphs)
-    words = len(_WORD.findall(text))
+    words = len(_COUNTED_WORD.findall(text))
     if words < _MIN_WORDS:
         raise PermanentError(f"no article text on the page ({words} words of main text)")
     title = meta.title()
@@ -226,8 +231,23 @@ def _main_text(tree: HtmlElement | None, url: str | None) -> list[str]:
     return clean_paragraphs(body.split("\n") if body else [])
 
 
+def _inline_ruby(tree: HtmlElement) -> None:
+    """Ruby annotations as running text: "尹錫悦（ユンソンニョル）".
+
+    Extractors take <rt> for a block of its own and break the sentence around each annotated
+    word. The page's own <rp> parentheses (or ours, when it has none) keep the reading apart.
+    """
+    for ruby in list(tree.iter("ruby")):
+        parenthesised = ruby.find(".//rp") is not None
+        for part in list(ruby.iter("rb", "rt", "rp")):
+            if part.tag == "rt" and not parenthesised:
+                part.text = f"（{part.text or ''}）"
+            part.drop_tag()
+        ruby.drop_tag()
+
+
 def _too_short(paragraphs: list[str]) -> bool:
-    return sum(len(_WORD.findall(p)) for p in paragraphs) < _MIN_WORDS
+    return sum(len(_COUNTED_WORD.findall(p)) for p in paragraphs) < _MIN_WORDS
 
 
 def _agree_with_ld_body(paragraphs: list[str], ld_body: str) -> list[str]:

@@ -534,6 +534,24 @@ def test_only_the_last_paragraphs_are_searched_for_calls_to_action() -> None:
     assert drop_closing_prompts(paragraphs) == [early, *text]
 
 
+@pytest.mark.parametrize("ruby", [
+    "<ruby><rb>尹錫悦</rb><rp>（</rp><rt>ユンソンニョル</rt><rp>）</rp></ruby>",
+    "<ruby>尹錫悦<rt>ユンソンニョル</rt></ruby>",  # no <rp>: the parentheses are ours
+])
+def test_ruby_readings_stay_in_the_sentence(ruby: str) -> None:
+    sentence = "韓国の{}大統領は３日夜、緊急談話を出し、非常戒厳を宣言した。"
+    extraction = extract_article(page(body=f"<p>{sentence.format(ruby)}</p>" * 3, lang="ja"))
+    assert extraction.text.split("\n\n")[0] == sentence.format("尹錫悦（ユンソンニョル）")
+
+
+def test_chinese_and_japanese_count_each_character_as_a_word() -> None:
+    # Two short sentences: 28 characters and "13", which `\w+` reads as 5 words (too few).
+    body = "<p>気象庁は13日、日向灘で地震があったと発表した。</p><p>津波の心配はない。</p>"
+    extraction = extract_article(page(body=body, lang="ja"))
+    assert extraction.text.startswith("気象庁は13日")
+    assert extraction.words == 29
+
+
 STORY = [f"Paragraph {n}: the council met on Tuesday and voted on next year's budget."
          for n in range(4)]
 
