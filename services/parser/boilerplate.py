@@ -40,6 +40,11 @@ _TEASER_HEADINGS = (
     "najczesciej czytane", "precti si take", "nejctenejsi", "citajte i", "procitajte i",
     "citeste si", "olvassa el", "okuyun", "ilginizi cekebilir", "читаите также", "по теме",
     "популярное",
+    # zh / ja / ko
+    "相关新闻", "相关阅读", "相关文章", "相關新聞", "相關文章", "延伸阅读", "延伸閱讀", "推荐阅读",
+    "热门新闻", "熱門新聞", "関連記事", "関連ニュース", "関連キーワード", "おすすめ記事",
+    "おすすめ情報", "人気記事", "アクセスランキング", "관련기사", "관련 기사", "많이 본 뉴스",
+    "인기 기사", "추천 기사",
 )
 # Calls to action that are never article text: newsletter, subscription and cookie prompts.
 _PROMPT_WORDS = (
@@ -63,6 +68,8 @@ _TRUNCATION_NOTICES = (
     "nur für abonnenten", "exklusiv für abonnenten", "bereits abonnent", "schon abonnent",
     "exclusivo para suscriptores", "solo para suscriptores", "ya eres suscriptor",
     "riservato agli abbonati", "già abbonato", "alleen voor abonnees", "al abonnee",
+    "この記事は会員限定です", "有料会員になると", "続きを読むには", "会員登録すると続きを",
+    "付费阅读", "订阅后阅读", "訂閱後閱讀", "유료 회원 전용", "구독자 전용",
 )
 # These close an article too, but a news sentence may name them ("subscription revenue rose"):
 # only in a line that speaks to the reader.
@@ -109,13 +116,25 @@ _STOP_TAGS = frozenset({"body", "html", "main", "article"})
 # the keys above are written without.
 _ACCENTS = re.compile(r"[\u0300-\u036f]")
 _NON_WORD = re.compile(r"[\W_]+")
+CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+"""Han and kana: the scripts of Chinese and Japanese, which put no spaces between words."""
+_UNSPACED = re.compile(f"[{CJK}]")
+# A Han or kana character, or a run between spaces with a letter or digit in it.
+_COUNTED_WORD = re.compile(rf"[{CJK}]|[^\s{CJK}]*[^\W{CJK}][^\s{CJK}]*")
+
+
+def count_words(text: str) -> int:
+    """Words as word processors count them: between spaces, and each Han or kana character."""
+    return len(_COUNTED_WORD.findall(text))
 
 
 def _fold(text: str) -> str:
     """Lower case, no accents, punctuation as spaces: "Editor's choice:" → "editor s choice"."""
     folded = text.casefold()
     if not folded.isascii():  # the common case skips the decomposition (it runs per line)
-        folded = _ACCENTS.sub("", unicodedata.normalize("NFKD", folded))
+        # Recomposed after: kana keep their voicing marks ("ガ" is not "カ" and a space).
+        folded = unicodedata.normalize(
+            "NFC", _ACCENTS.sub("", unicodedata.normalize("NFKD", folded)))
     return " ".join(_NON_WORD.sub(" ", folded).split())
 
 
@@ -125,8 +144,14 @@ _TEASER_KEYS = frozenset(_fold(h) for h in _TEASER_HEADINGS) | frozenset(
 
 
 def _any_of(phrases: Iterable[str]) -> re.Pattern[str]:
-    """A pattern for folded text that finds any of `phrases` as whole words."""
-    return re.compile(r"\b(?:" + "|".join(re.escape(_fold(p)) for p in phrases) + r")\b")
+    """A pattern for folded text that finds any of `phrases` as whole words.
+
+    Chinese and Japanese run words together: their phrases are found anywhere.
+    """
+    keys = [_fold(p) for p in phrases]
+    spaced = "|".join(re.escape(k) for k in keys if not _UNSPACED.search(k))
+    unspaced = "|".join(re.escape(k) for k in keys if _UNSPACED.search(k))
+    return re.compile("|".join(filter(None, (spaced and rf"\b(?:{spaced})\b", unspaced))))
 
 
 _PROMPT_PATTERN = _any_of(_PROMPT_WORDS)
@@ -160,8 +185,8 @@ def is_teaser_link(text: str) -> bool:
 def is_prompt(text: str) -> bool:
     """Whether a short line is a newsletter, subscription, sharing or cookie prompt."""
     key = _fold(text)
-    # A notice that the text is cut is left for `says_truncated` to read (the paywall flag).
-    return (bool(key) and len(key.split()) <= _MAX_PROMPT_WORDS
+    # A notice that the text is cut is left for `cut_at_paywall` to read (the paywall flag).
+    return (bool(key) and count_words(key) <= _MAX_PROMPT_WORDS
             and bool(_PROMPT_PATTERN.search(key)) and not _TRUNCATION_PATTERN.search(key))
 
 
@@ -181,23 +206,34 @@ def drop_closing_fragments(paragraphs: list[str]) -> list[str]:
     credits.
     """
     last = next((i for i in range(len(paragraphs) - 1, -1, -1)
-                 if len(paragraphs[i].split()) >= _MIN_FULL_PARAGRAPH_WORDS), None)
+                 if count_words(paragraphs[i]) >= _MIN_FULL_PARAGRAPH_WORDS), None)
     if last is None or len(paragraphs) - last - 1 < _MIN_CLOSING_RUN:
         return paragraphs
     run = paragraphs[last + 1:]
     return paragraphs if any(_SENTENCE_END.search(p) for p in run) else paragraphs[:last + 1]
 
 
-def says_truncated(paragraphs: list[str]) -> bool:
-    """Whether the article's last paragraphs say the rest is for subscribers only."""
-    return any(len(p.split()) <= _MAX_CLOSING_PROMPT_WORDS and _TRUNCATION_PATTERN.search(_fold(p))
-               for p in paragraphs[-_CLOSING_ZONE:])
+def cut_at_paywall(paragraphs: list[str]) -> tuple[list[str], bool]:
+    """The text before a notice that the rest is for subscribers, and whether there was one.
+
+    What follows such a notice is its sales pitch, never the article. A notice before most of the
+    text (a "for subscribers" badge over an article served whole) cuts nothing and sets no flag.
+    """
+    total = sum(map(count_words, paragraphs))
+    before = 0
+    for index, paragraph in enumerate(paragraphs):
+        words = count_words(paragraph)
+        if (index and words <= _MAX_CLOSING_PROMPT_WORDS and 2 * before > total
+                and _TRUNCATION_PATTERN.search(_fold(paragraph))):
+            return paragraphs[:index], True
+        before += words
+    return paragraphs, False
 
 
 def is_closing_prompt(text: str) -> bool:
     """Whether a line asks the reader to do something: write in, log in, sign up, support us."""
     key = _fold(text)
-    words = len(key.split())
+    words = count_words(key)
     if words > _MAX_CLOSING_PROMPT_WORDS:
         return False
     if words <= _MAX_CONTACT_WORDS and EMAIL.search(text):
@@ -346,10 +382,10 @@ def clean_paragraphs(lines: Iterable[str]) -> list[str]:
             continue
         seen.add(key)
         # Headings, prompts and notices are short; a long line can only be a "Read also:" link.
-        short = len(key) <= _MAX_LABEL_CHARS or key.count(" ") < _MAX_PROMPT_WORDS
+        short = len(key) <= _MAX_LABEL_CHARS or count_words(key) <= _MAX_PROMPT_WORDS
         if is_teaser_link(line) or (short and (
                 is_teaser_heading(line) or is_prompt(line)
-                or (_COPYRIGHT.match(line) and len(key.split()) <= _MAX_PROMPT_WORDS))):
+                or (_COPYRIGHT.match(line) and count_words(key) <= _MAX_PROMPT_WORDS))):
             continue
         kept.append(line)
     return kept

@@ -26,13 +26,14 @@ from shared.errors import PermanentError
 from .boilerplate import (
     EMAIL,
     clean_paragraphs,
+    count_words,
+    cut_at_paywall,
     drop_boilerplate_blocks,
     drop_closing_fragments,
     drop_closing_prompts,
     drop_link_lists,
     drop_other_articles,
     drop_social_embeds,
-    says_truncated,
 )
 from .embedded import embedded_article_html
 
@@ -105,10 +106,6 @@ _DATE_OR_TIME = re.compile(r"(?<!\d)(?:(?:19|20)\d\d|\d{1,2}[:.]\d\d)(?!\d)")
 _TITLE_SEPARATORS = re.compile(r"\s+[|–—\-:·•»/ㅣ]{1,2}\s+|\s*[|｜：ㅣ]\s*")
 _DATE_ONLY = re.compile(r"^\s*[\d./\-\s]{6,}\s*$")
 _WORD = re.compile(r"\w+")
-# Words as counted for length: Chinese and Japanese run words together, so each Han or kana
-# character counts as one, as word processors count them.
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_COUNTED_WORD = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+")
 
 # Credit prefixes in bylines, in the languages of the pages we see most; a person's name never
 # starts with them.
@@ -189,7 +186,7 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
         # A page rendered in the browser: its article is an HTML string in a script.
         shell = f"<html><body><article>{shipped}</article></body></html>"
         paragraphs = _main_text(load_html(shell), url)
-    truncated = says_truncated(paragraphs)
+    paragraphs, truncated = cut_at_paywall(paragraphs)
     paragraphs = drop_closing_prompts(paragraphs)
     paragraphs, signed = _without_signature(paragraphs, tree)
     paragraphs = drop_closing_fragments(paragraphs)
@@ -199,7 +196,7 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
     paragraphs = _without_author_note(paragraphs, authors)
     paragraphs = _with_standfirst(paragraphs, meta.descriptions(), tree, meta.h1[:1])
     text = "\n\n".join(paragraphs)
-    words = len(_COUNTED_WORD.findall(text))
+    words = count_words(text)
     if words < _MIN_WORDS:
         raise PermanentError(f"no article text on the page ({words} words of main text)")
     title = meta.title()
@@ -247,7 +244,7 @@ def _inline_ruby(tree: HtmlElement) -> None:
 
 
 def _too_short(paragraphs: list[str]) -> bool:
-    return sum(len(_COUNTED_WORD.findall(p)) for p in paragraphs) < _MIN_WORDS
+    return sum(map(count_words, paragraphs)) < _MIN_WORDS
 
 
 def _agree_with_ld_body(paragraphs: list[str], ld_body: str) -> list[str]:
@@ -298,7 +295,7 @@ def _without_lead_metadata(paragraphs: list[str], headlines: list[str],
                 or _is_byline(paragraph, people) or _is_timestamp(paragraph)):
             continue
         kept.append(paragraph)
-        begun = begun or len(paragraph.split()) > _MAX_LEAD_LINE_WORDS
+        begun = begun or count_words(paragraph) > _MAX_LEAD_LINE_WORDS
     return kept
 
 
@@ -312,7 +309,7 @@ def _without_signature(paragraphs: list[str], tree: HtmlElement) -> tuple[list[s
     bold: set[str] | None = None  # read from the tree only when a line could be a signature
     for index in sorted(ends):
         line = paragraphs[index]
-        if len(line.split()) > _MAX_SIGNATURE_WORDS:
+        if count_words(line) > _MAX_SIGNATURE_WORDS:
             continue
         names = clean_authors([line])
         # Names only: every word of the line is in a name, full names, no heading's colon or
@@ -350,7 +347,7 @@ def _without_author_note(paragraphs: list[str], authors: list[str]) -> list[str]
     start = len(paragraphs) - _AUTHOR_NOTE_ZONE
     return paragraphs[:start] + [
         p for p in paragraphs[start:]
-        if len(p.split()) > _MAX_AUTHOR_NOTE_WORDS
+        if count_words(p) > _MAX_AUTHOR_NOTE_WORDS
         or not any(0 <= p.find(n) < _AUTHOR_NOTE_OPENING for n in names)]
 
 
@@ -397,7 +394,7 @@ def _visible_text(tree: HtmlElement) -> str:
 
 def _is_byline(line: str, people: set[str]) -> bool:
     """Whether `line` is a byline: "By Jane Doe", "Von Jane Doe, Berlin", the authors' names."""
-    if len(line.split()) > _MAX_BYLINE_WORDS:
+    if count_words(line) > _MAX_BYLINE_WORDS:
         return False
     names = {_fold(n) for n in clean_authors([line])}
     if names & people:

@@ -11,6 +11,7 @@ import trafilatura
 
 from services.parser.boilerplate import (
     clean_paragraphs,
+    cut_at_paywall,
     drop_closing_fragments,
     drop_closing_prompts,
     drop_other_articles,
@@ -219,6 +220,18 @@ def test_clean_paragraphs() -> None:
     assert is_teaser_heading("Mehr zum Thema Ukraine")
     assert is_teaser_heading("Czytaj więcej")
     assert not is_teaser_heading("Popular uprising spreads to the capital")
+
+
+@pytest.mark.parametrize("heading", ["【関連記事】", "■関連キーワード", "おすすめ情報", "相关新闻",
+                                     "관련기사"])
+def test_teaser_headings_in_chinese_japanese_and_korean(heading: str) -> None:
+    assert is_teaser_heading(heading)
+    assert clean_paragraphs(["本文。", heading]) == ["本文。"]
+
+
+def test_kana_keep_their_voicing_marks_when_matched() -> None:
+    # "キーワード" folded to "キーワート" once: a teaser heading with voiced kana never matched.
+    assert not is_teaser_heading("関連キーワート")
 
 
 @pytest.mark.parametrize(("head", "want"), [
@@ -586,6 +599,30 @@ def test_the_page_furniture_below_the_article_leaves_the_text() -> None:
 def test_a_page_of_short_lines_only_is_left_whole() -> None:
     lines = ["Breaking", "Markets fall", "More soon", "Live"]
     assert drop_closing_fragments(lines) == lines
+
+
+@pytest.mark.parametrize(("notice", "pitch"), [
+    ("Il vous reste 57% de cet article à lire. La suite est réservée aux abonnés.",
+     ["Déjà abonné ? Se connecter", "Offre spéciale : 1 € le premier mois"]),
+    ("この記事は会員限定です。", ["紙の新聞の定期購読者の方は、無料で会員登録できます。",
+                                  "- 会員向け記事が読み放題", "関連キーワード"]),
+])
+def test_a_paywall_notice_ends_the_text(notice: str, pitch: list[str]) -> None:
+    story = STORY * 2
+    assert cut_at_paywall([*story, notice, *pitch]) == (story, True)
+
+
+@pytest.mark.parametrize("paragraphs", [
+    ["Exklusiv für Abonnenten", *STORY],
+    [STORY[0], "For subscribers only", *STORY[1:]],  # a badge above most of the text
+    # A sentence that names the phrases, not a notice:
+    [*STORY, "Subscription revenue rose, the firm said; it had 2m subscribers only last year, "
+             "and to continue reading the figures one must look at the quarterly report, which "
+             "the firm published on Monday along with a long list of other documents that few "
+             "people ever read, as the analysts who follow the company have long said."],
+])
+def test_what_only_looks_like_a_paywall_notice_cuts_nothing(paragraphs: list[str]) -> None:
+    assert cut_at_paywall(paragraphs) == (paragraphs, False)
 
 
 def test_the_note_on_the_author_that_closes_an_article_is_not_text() -> None:
