@@ -52,6 +52,13 @@ _PROMPT_WORDS = (
     "iscriviti", "inscrivez", "sign up", "anmelden", "registrieren", "follow us", "folgen sie uns",
     "share this", "teilen", "partager", "advertisement", "anzeige", "werbung", "publicite",
 )
+# What a page shows in place of an embed it may not load without consent (a chart, a post).
+_CONSENT_NOTICES = (
+    "external content", "third party content", "externer inhalt", "externen inhalt",
+    "externe inhalt", "externe inhalte", "externen inhalte", "empfohlener redaktioneller inhalt",
+    "ein klick fur den datenschutz", "inhalte von drittanbietern", "an drittplattformen",
+    "privatsphare einstellungen verhindern", "contenu externe", "contenido externo",
+)
 # Calls to action that close an article: write in, log in, comment, get the app, support us.
 _CLOSING_PROMPTS = (
     "get in touch", "got a story", "story to tell", "click here", "tap here", "log in or",
@@ -87,6 +94,8 @@ EMAIL = re.compile(r"\S+@\S+\.\w+")
 _CLOSING_ZONE = 5
 _MAX_CLOSING_PROMPT_WORDS = 45
 _MAX_CONTACT_WORDS = 10
+# A consent notice explains itself at length: what loads, from whom, with which data.
+_MAX_CONSENT_WORDS = 60
 # The article's last full paragraph has at least this many words; a run of at least
 # _MIN_CLOSING_RUN lines of at most that many words after it is the page's furniture.
 _MIN_FULL_PARAGRAPH_WORDS = 12
@@ -157,6 +166,7 @@ def _any_of(phrases: Iterable[str]) -> re.Pattern[str]:
 _PROMPT_PATTERN = _any_of(_PROMPT_WORDS)
 _CLOSING_PATTERN = _any_of(_CLOSING_PROMPTS + _TRUNCATION_NOTICES)
 _TRUNCATION_PATTERN = _any_of(_TRUNCATION_NOTICES)
+_CONSENT_PATTERN = _any_of(_CONSENT_NOTICES)
 _READER_PROMPT_PATTERN = _any_of(_READER_PROMPTS)
 _READER_PATTERN = _any_of(_READER)
 
@@ -188,6 +198,11 @@ def is_prompt(text: str) -> bool:
     # A notice that the text is cut is left for `cut_at_paywall` to read (the paywall flag).
     return (bool(key) and count_words(key) <= _MAX_PROMPT_WORDS
             and bool(_PROMPT_PATTERN.search(key)) and not _TRUNCATION_PATTERN.search(key))
+
+
+def is_consent_notice(text: str) -> bool:
+    """Whether a line stands in for an embed the reader has not let load ("External content")."""
+    return count_words(text) <= _MAX_CONSENT_WORDS and bool(_CONSENT_PATTERN.search(_fold(text)))
 
 
 def drop_closing_prompts(paragraphs: list[str]) -> list[str]:
@@ -372,7 +387,8 @@ def _drop_keep_tail(element: HtmlElement) -> None:
 
 
 def clean_paragraphs(lines: Iterable[str]) -> list[str]:
-    """Paragraphs without blanks, repeats (keep the first copy), lone teaser headings, prompts."""
+    """Paragraphs without blanks, repeats (keep the first copy), lone teaser headings, prompts
+    and consent notices."""
     seen: set[str] = set()
     kept: list[str] = []
     for raw in lines:
@@ -383,7 +399,7 @@ def clean_paragraphs(lines: Iterable[str]) -> list[str]:
         seen.add(key)
         # Headings, prompts and notices are short; a long line can only be a "Read also:" link.
         short = len(key) <= _MAX_LABEL_CHARS or count_words(key) <= _MAX_PROMPT_WORDS
-        if is_teaser_link(line) or (short and (
+        if is_teaser_link(line) or is_consent_notice(line) or (short and (
                 is_teaser_heading(line) or is_prompt(line)
                 or (_COPYRIGHT.match(line) and count_words(key) <= _MAX_PROMPT_WORDS))):
             continue

@@ -222,6 +222,22 @@ def test_clean_paragraphs() -> None:
     assert not is_teaser_heading("Popular uprising spreads to the capital")
 
 
+@pytest.mark.parametrize("line", [
+    "Externer Inhalt nicht verfügbar",
+    "Ein Klick für den Datenschutz",
+    "Ich bin damit einverstanden, dass mir der externe Inhalt angezeigt wird. Damit können "
+    "personenbezogene Daten an Drittplattformen übermittelt werden.",
+    "This external content cannot be shown until you accept the provider's cookies.",
+])
+def test_what_stands_in_for_a_blocked_embed_is_not_text(line: str) -> None:
+    assert clean_paragraphs(["Real text here.", line]) == ["Real text here."]
+
+
+def test_news_about_privacy_settings_is_text() -> None:
+    line = "Facebook changed its privacy settings again on Monday, the company said."
+    assert clean_paragraphs([line]) == [line]
+
+
 @pytest.mark.parametrize("heading", ["【関連記事】", "■関連キーワード", "おすすめ情報", "相关新闻",
                                      "관련기사"])
 def test_teaser_headings_in_chinese_japanese_and_korean(heading: str) -> None:
