@@ -24,6 +24,7 @@ from services.parser.extract import (
     extract_article,
     iso_639_1,
     parse_date,
+    parse_html,
     strip_site_suffix,
 )
 from shared.errors import PermanentError
@@ -193,6 +194,22 @@ def test_language_from_og_locale_when_html_has_none() -> None:
 def test_no_article_text_is_permanent(html: str) -> None:
     with pytest.raises(PermanentError, match=r"\S"):
         extract_article(html)
+
+
+@pytest.mark.parametrize("html", [
+    page(),
+    '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" '
+    '"http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">\n' + page(),
+    page(body=BODY.replace("budget", "bud\x0cget")),  # a control character XML forbids
+    page(body=BODY + "<p>\ufffe</p>"),
+    '<html lang="de"/>\n<head><title>Self-closed</title></head><body>' + BODY + "</body>",
+    "<div>" + BODY + "</div>",  # no <html>: trafilatura's doubts about such input apply
+])
+def test_pages_parse_as_trafilatura_parses_them(html: str) -> None:
+    ours, theirs = parse_html(html), trafilatura.utils.load_html(html)
+    assert (ours is None) == (theirs is None)
+    if ours is not None and theirs is not None:
+        assert lxml.html.tostring(ours) == lxml.html.tostring(theirs)
 
 
 def test_odd_charset_and_markup() -> None:
