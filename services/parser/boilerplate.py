@@ -100,6 +100,7 @@ _MAX_CONSENT_WORDS = 60
 # _MIN_CLOSING_RUN lines of at most that many words after it is the page's furniture.
 _MIN_FULL_PARAGRAPH_WORDS = 12
 _MIN_CLOSING_RUN = 3
+# A line that ends as a sentence does: a full stop or an ellipsis, perhaps inside quotes.
 _SENTENCE_END = re.compile(r"\w[.…]['\"’”“»«]*$")
 # A copyright notice is page furniture, whatever the language.
 _COPYRIGHT = re.compile(r"^(?:©|\(c\)|copyright\b)", re.IGNORECASE)
