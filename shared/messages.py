@@ -194,7 +194,7 @@ class ArticleContent(Event):
     site_name: str | None = None
     image: str | None = None
     tags: list[str] = Field(default_factory=list)
-    words: int = 0
+    words: int = 0  # as word processors count them: in Chinese and Japanese, each character
     paywalled: bool = False
 
     @computed_field  # type: ignore[prop-decorator]  # pydantic's documented pattern
