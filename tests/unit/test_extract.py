@@ -586,7 +586,7 @@ def test_only_the_last_paragraphs_are_searched_for_calls_to_action() -> None:
 ])
 def test_ruby_readings_stay_in_the_sentence(ruby: str) -> None:
     sentence = "韓国の{}大統領は３日夜、緊急談話を出し、非常戒厳を宣言した。"
-    extraction = extract_article(page(body=f"<p>{sentence.format(ruby)}</p>" * 3, lang="ja"))
+    extraction = extract_article(page(body=f"<p>{sentence.format(ruby)}</p>", lang="ja"))
     assert extraction.text.split("\n\n")[0] == sentence.format("尹錫悦（ユンソンニョル）")
 
 
