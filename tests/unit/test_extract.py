@@ -212,6 +212,12 @@ def test_pages_parse_as_trafilatura_parses_them(html: str) -> None:
         assert lxml.html.tostring(ours) == lxml.html.tostring(theirs)
 
 
+def test_a_lone_surrogate_costs_a_character_not_the_rest_of_the_paragraph() -> None:
+    # Text decoded badly upstream; trafilatura's own parse of the str stops at the surrogate.
+    html = page(body="<p>Budget \ud800 talks went on into the night at the city council.</p>")
+    assert "talks went on into the night" in lxml.html.tostring(parse_html(html), encoding=str)
+
+
 def test_odd_charset_and_markup() -> None:
     # An XML declaration with an encoding (lxml refuses it on str input), a legacy charset
     # declaration, unclosed paragraphs, entities and a stray NUL character.
