@@ -230,7 +230,8 @@ def parse_html(html: str) -> HtmlElement | None:
 
     `load_html` first deletes the characters XML forbids with a regex over the whole page: a
     millisecond of the 25 a page takes, for pages that rarely hold any. They are looked for at C
-    speed here, and `load_html` does its repairs only for a page that needs one.
+    speed here, and `load_html` does its repairs only for a page that needs one. (One difference:
+    a lone surrogate, left by bad decoding, ends `load_html`'s text there; here it is "\ufffd".)
     """
     data = html.encode("utf-8", "surrogatepass")
     head = html[:4096]
