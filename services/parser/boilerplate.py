@@ -88,7 +88,9 @@ _READER = (
     "you", "your", "our", "us", "we", "sie", "ihr", "ihre", "uns", "unser", "unsere", "unseren",
     "du", "dich", "dein", "vous", "votre", "nous", "nos",
 )
-EMAIL = re.compile(r"\S+@\S+\.\w+")
+# Matched from a word's start only: trying every position of a long unbroken run (a blob of
+# script) took seconds.
+EMAIL = re.compile(r"(?<!\S)\S+@\S+\.\w+")
 """An e-mail address: a contact line's ("Email: jane@example.com"), or one inside a byline."""
 # Where and how long: the last paragraphs, a few sentences; a contact line is a label and address.
 _CLOSING_ZONE = 5

@@ -107,6 +107,8 @@ _FORBIDDEN_BYTES = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20)])
 # A byline or timestamp line is short; a timestamp has at most a few words beside its numbers
 # ("Stand: 22.04.2024, 06:00 Uhr", "17:41 JST, October 13, 2024").
 _MAX_BYLINE_WORDS = 8
+# An author entry, even a list of thirty names, is shorter than this.
+_MAX_BYLINE_CHARS = 1000
 _MAX_TIMESTAMP_LABELS = 4
 _MAX_TIMESTAMP_CHARS = 80
 _DATE_OR_TIME = re.compile(r"(?<!\d)(?:(?:19|20)\d\d|\d{1,2}[:.]\d\d)(?!\d)")
@@ -976,6 +978,8 @@ def clean_authors(raw: Iterable[str], organisations: set[str] | None = None) -> 
     organisations = organisations or set()
     names: list[str] = []
     for entry in raw:
+        if len(entry) > _MAX_BYLINE_CHARS:
+            continue  # a paragraph, or a blob, that no name is: its patterns would cost seconds
         byline = EMAIL.sub(" ", _clean(entry))
         if byline.startswith(("http://", "https://", "/")):
             continue
