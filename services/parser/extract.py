@@ -195,7 +195,7 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
     if _too_short(paragraphs) and (shipped := embedded_article_html(tree)):
         # A page rendered in the browser: its article is an HTML string in a script.
         shell = f"<html><body><article>{shipped}</article></body></html>"
-        paragraphs = _main_text(load_html(shell), url)
+        paragraphs = _main_text(parse_html(shell), url)
     paragraphs, truncated = cut_at_paywall(paragraphs)
     paragraphs = drop_closing_prompts(paragraphs)
     paragraphs, signed = _without_signature(paragraphs, tree)
@@ -331,12 +331,6 @@ def _flat_text(element: HtmlElement) -> str:
     return " ".join(_INVISIBLE_CHARS.sub("", element.text_content()).split())
 
 
-def _share(part: Counter[tuple[str, ...]], whole: Counter[tuple[str, ...]]) -> float:
-    """The share of `part`'s word 4-grams that `whole` holds too (none when it has none)."""
-    total = sum(part.values())
-    return sum((part & whole).values()) / total if total else 0.0
-
-
 def _too_short(paragraphs: list[str]) -> bool:
     return sum(map(count_words, paragraphs)) < _MIN_WORDS
 
@@ -367,7 +361,7 @@ def _agree_with_ld_body(paragraphs: list[str], ld_body: str) -> list[str]:
         own = _grams(paragraph)
         total = sum(own.values())
         # Short lines (subheadings) carry too few word 4-grams to judge: kept.
-        if total <= 2 or sum((own & ld_grams).values()) / total >= 0.5:
+        if total <= 2 or _share(own, ld_grams) >= 0.5:
             kept.append(paragraph)
     return kept
 
@@ -461,7 +455,7 @@ def _with_standfirst(paragraphs: list[str], descriptions: list[str], tree: HtmlE
         total = sum(own.values())
         if total < _MIN_STANDFIRST_GRAMS:
             continue
-        if sum((own & ours).values()) / total >= 0.5:
+        if _share(own, ours) >= 0.5:
             return paragraphs  # already there
         page = _visible_text(tree) if page is None else page
         shown = page.find(description)
@@ -522,6 +516,12 @@ def _is_headline(paragraph: str, headlines: set[str]) -> bool:
 def _grams(text: str) -> Counter[tuple[str, ...]]:
     words = _WORD.findall(text.casefold())
     return Counter(tuple(words[i:i + 4]) for i in range(len(words) - 3))
+
+
+def _share(part: Counter[tuple[str, ...]], whole: Counter[tuple[str, ...]]) -> float:
+    """The share of `part`'s word 4-grams that `whole` holds too (none when it has none)."""
+    total = sum(part.values())
+    return sum((part & whole).values()) / total if total else 0.0
 
 
 # --- metadata --------------------------------------------------------------------------------
