@@ -47,7 +47,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
 from shared import keys, metrics
-from shared.errors import NewsflowError, PermanentError
+from shared.errors import NewsflowError, PermanentError, UnreadableEntry, is_permanent
 from shared.janitor import run_janitor
 from shared.logging import entry_context
 from shared.messages import ArticleFailed, article_id
@@ -131,6 +131,8 @@ def describe(exc: BaseException) -> str:
             for e in exc.errors()
         )
         return f"invalid message: {problems}"
+    if isinstance(exc, UnreadableEntry):
+        return str(exc)  # already the reason, from its cause
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -148,12 +150,17 @@ class Entry:
         return self.stream.group or ""
 
     def event(self) -> BaseModel:
-        """The entry's event, validated (pydantic's ValidationError when it is malformed)."""
+        """The entry's event, validated. Whatever fails in decoding it (pydantic's
+        ValidationError, or an error a validator let escape) raises UnreadableEntry: the
+        entry can never be read, however often it is tried."""
         raw = self.fields.get(_DATA_KEY)
         if raw is None:
-            raise PermanentError(f"invalid message: no {DATA_FIELD} field")
-        body, _ = PlainJsonFormat.parse(raw)
-        return self.stream.event.model_validate_json(body)
+            raise UnreadableEntry(f"invalid message: no {DATA_FIELD} field")
+        try:
+            body, _ = PlainJsonFormat.parse(raw)
+            return self.stream.event.model_validate_json(body)
+        except Exception as exc:
+            raise UnreadableEntry(describe(exc)) from exc
 
 
 _DATA_KEY = DATA_FIELD.encode()
@@ -271,7 +278,9 @@ class DeliveryPolicy:
             group=group,
             consumer=self.consumer,
             reason=describe(exc),
-            error=type(exc).__name__,
+            # An unreadable entry names what made it so.
+            error=type(exc.__cause__ if isinstance(exc, UnreadableEntry) and exc.__cause__
+                       else exc).__name__,
             permanent=permanent,
             deliveries=deliveries,
             original={k.decode(errors="replace"): v.decode(errors="replace")
@@ -289,10 +298,11 @@ class DeliveryPolicy:
         budget is spent, else leave it pending and record when to try again."""
         known = peek(entry.fields)
         key = known.get("id") or known.get("url") or entry.id.decode()
-        permanent = isinstance(exc, PermanentError | ValidationError)
+        permanent = is_permanent(exc)
         attempts = failures + 1
-        # A bug shows its traceback once; expected failures are one line.
-        exc_info = None if isinstance(exc, NewsflowError | ValidationError) else exc
+        # A bug shows its traceback once; expected failures, and input that can never work,
+        # are one line (the reason names the error).
+        exc_info = None if permanent or isinstance(exc, NewsflowError) else exc
         extra = {"article_id": known.get("id"), "entry_id": entry.id.decode(),
                  "stage": self.service}
         try:
@@ -599,7 +609,7 @@ class Stage:
         except Exception as exc:
             logger.warning("batch of %d at %s failed: %s; taking its entries one by one",
                            len(good), self.service, describe(exc),
-                           exc_info=None if isinstance(exc, NewsflowError | ValidationError)
+                           exc_info=None if isinstance(exc, NewsflowError) or is_permanent(exc)
                            else exc)
         finally:
             entry_context.reset(token)
