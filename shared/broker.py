@@ -352,6 +352,92 @@ class DeliveryPolicy:
         return released
 
 
+# Renew this consumer's lease on entries it still owns (XCLAIM JUSTID to itself resets their idle
+# time and leaves the delivery count alone); never takes back one another consumer now owns. One
+# script, so no reclaimer can slip between the check and the claim. Returns the ids another
+# consumer owns (this one lost them) — an id pending to nobody (acknowledged, or Redis lost it)
+# is in neither list.
+_RENEW = """
+local lost = {}
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  local mine = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1, ARGV[2])
+  if #mine == 1 then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, id, 'JUSTID')
+  elseif #redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1) == 1 then
+    table.insert(lost, id)
+  end
+end
+return lost
+"""
+
+
+class Leases:
+    """The entries this replica holds — read and not yet settled, in work or waiting for a free
+    slot — and their lease: renewed every third of NEWSFLOW_CLAIM_IDLE_MS, so no reclaimer
+    hands an entry to another replica while this one is alive and on it, however long the
+    work or the wait takes. Only a replica that died or hung (its event loop stuck for the
+    whole claim window) loses its entries; should it come back, it drops them (a task still
+    working on one is cancelled) rather than work on them beside their new owner."""
+
+    def __init__(self, client: aioredis.Redis, consumer: str, claim_idle_ms: int) -> None:
+        self.client = client
+        self.consumer = consumer
+        self.every_s = max(0.05, claim_idle_ms / 3 / 1000)
+        self.held: dict[Stream, dict[bytes, asyncio.Task[None] | None]] = {}
+        self.lost: set[tuple[str, bytes]] = set()
+        self._renew = client.register_script(_RENEW)
+
+    def hold(self, entry: Entry) -> None:
+        self.held.setdefault(entry.stream, {})[entry.id] = None
+
+    def working(self, entry: Entry, task: asyncio.Task[None]) -> None:
+        self.held.setdefault(entry.stream, {})[entry.id] = task
+
+    def drop(self, entry: Entry) -> None:
+        self.held.get(entry.stream, {}).pop(entry.id, None)
+        self.lost.discard((entry.stream.name, entry.id))
+
+    def is_lost(self, entry: Entry) -> bool:
+        return (entry.stream.name, entry.id) in self.lost
+
+    async def renew(self) -> int:
+        """Renew every lease held, one round trip per stream; returns how many were lost."""
+        lost = 0
+        for stream, entries in list(self.held.items()):
+            if not entries or stream.group is None:
+                continue
+            taken: Any = await self._renew(keys=[stream.name],
+                                           args=[stream.group, self.consumer, *entries])
+            for entry_id in taken:
+                task = entries.pop(entry_id, None)
+                self.lost.add((stream.name, entry_id))
+                lost += 1
+                logger.warning("entry %s of %s was taken over by another replica (this one "
+                               "stalled past NEWSFLOW_CLAIM_IDLE_MS): dropped here",
+                               entry_id.decode(), stream.name)
+                if task is not None:
+                    task.cancel()
+        return lost
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.every_s)
+            try:
+                await self.renew()
+            except Exception:
+                # Redis is away (or lost its data): nobody can reclaim meanwhile; try again.
+                logger.debug("could not renew the leases", exc_info=True)
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    """Cancel a background task and wait until it has ended (redis-py can swallow a
+    cancellation that lands inside a command, so it is cancelled again until it ends)."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.5)
+
+
 async def _as_read(raw: Any) -> StreamMessage[Any]:
     """FastStream parser that leaves the entries as read: FastStream's own would load every
     body, dump them all again as one JSON list, and fail the whole read on one odd entry.
@@ -371,12 +457,14 @@ class Stage:
     entries a read) and serves metrics and the AsyncAPI document; handing on, acknowledging,
     retrying and dead-lettering each entry is done here, in one round trip per entry."""
 
-    def __init__(self, service: str, settings: Settings) -> None:
+    def __init__(self, service: str, settings: Settings, consumer: str | None = None) -> None:
         self.service = service
         self.settings = settings
-        self.consumer = consumer_name()
+        self.consumer = consumer or consumer_name()
         self.redis: aioredis.Redis = aioredis.from_url(settings.redis_url)
         self.policy = DeliveryPolicy(self.redis, settings, service, self.consumer)
+        self.leases = Leases(self.redis, self.consumer, settings.claim_idle_ms)
+        self._renewing: asyncio.Task[None] | None = None
         self.streams: list[Stream] = []
         self.broker = RedisBroker(
             settings.redis_url,
@@ -414,6 +502,7 @@ class Stage:
 
     async def _start_background(self) -> None:
         self._started.set()
+        self._renewing = asyncio.create_task(self.leases.run())
         self._background = [
             asyncio.create_task(run_janitor(self.redis, self.settings, self.consumer)),
             asyncio.create_task(metrics.run_sampler(self.redis)),
@@ -443,12 +532,11 @@ class Stage:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        # Leases are renewed as long as work is in hand, then what is left is released.
+        if self._renewing is not None:
+            await _cancelled(self._renewing)
         for task in self._background:
-            # redis-py can swallow a cancellation that lands inside a command, and the task
-            # sleeps on: cancelled again until it ends.
-            while not task.done():
-                task.cancel()
-                await asyncio.wait({task}, timeout=0.5)
+            await _cancelled(task)
         try:
             released = await self.policy.release(self.streams)
             if released:
@@ -472,8 +560,16 @@ class Stage:
                 # Each entry is worked on in a task of its own, so the next read overlaps the
                 # work; the read returns once its last entry has started (bounded read-ahead).
                 for entry in entries:
+                    self.leases.hold(entry)
+                for entry in entries:
                     await slots.acquire()
+                    if self.leases.is_lost(entry):
+                        # Waited so long that another replica has it now (see Leases).
+                        self.leases.drop(entry)
+                        slots.release()
+                        continue
                     task = asyncio.create_task(self._one(entry, handler, outputs, reclaimed))
+                    self.leases.working(entry, task)
                     self._in_work.add(task)
                     task.add_done_callback(self._in_work.discard)
                     task.add_done_callback(lambda _: slots.release())
@@ -500,11 +596,17 @@ class Stage:
                 return result
 
             async def take(entries: list[Entry], reclaimed: bool) -> None:
-                if reclaimed:
+                for entry in entries:
+                    self.leases.hold(entry)
+                try:
+                    if reclaimed:
+                        for entry in entries:
+                            await self._one(entry, one, outputs, reclaimed)
+                        return
+                    await self._batch(entries, handler, one, outputs)
+                finally:
                     for entry in entries:
-                        await self._one(entry, one, outputs, reclaimed)
-                    return
-                await self._batch(entries, handler, one, outputs)
+                        self.leases.drop(entry)
 
             self._subscribe(source, take, count=max_records, reclaim=False)
             self._subscribe(source, take, count=1, reclaim=True)
@@ -578,6 +680,7 @@ class Stage:
         except Exception as exc:
             await self.policy.fail(entry, exc, failures)
         finally:
+            self.leases.drop(entry)
             entry_context.reset(token)
 
     async def _batch(

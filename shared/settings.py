@@ -27,8 +27,9 @@ class Settings(BaseSettings):
     max_deliveries: int = 5
     """Attempts at one entry before it goes to the dead letters."""
     claim_idle_ms: int = 60_000
-    """How long an entry stays pending before another replica reclaims it; the first retry
-    delay (doubling after each failure). It must exceed the slowest handler."""
+    """How long the entries of a replica that died or hung wait before another replica reclaims
+    them (a live replica renews the lease of what it holds every third of this, so work may
+    take longer); also the first retry delay (doubling after each failure)."""
     consumer_gone_ms: int = 600_000
     """A consumer silent this long, holding nothing, belonged to a replica that is gone."""
     janitor_interval_s: int = 60

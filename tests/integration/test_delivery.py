@@ -354,3 +354,70 @@ async def test_a_replica_started_before_redis_waits_for_it(tmp_path: Path) -> No
         await asyncio.wait_for(started, 20)
     finally:
         server.stop()
+
+
+async def test_no_entry_is_worked_on_by_two_replicas_at_once(
+    settings: Settings, redis_client: "Redis[bytes]"
+) -> None:
+    # Each entry takes far longer than the claim window, and a replica holds several (read
+    # ahead) while it works on one: a reclaimer that went by idle time alone would hand them to
+    # the other replica mid-work. The leases are renewed while their replica lives.
+    settings = settings.model_copy(update={"claim_idle_ms": 300, "read_ahead": 4})
+    working: Counter[str] = Counter()
+    started: Counter[str] = Counter()
+    overlaps: list[str] = []
+
+    def replica(name: str) -> Stage:
+        stage = Stage("parser", settings, consumer=name)
+
+        @stage.handle(FETCHED, to=PARSED)
+        async def slow(event: ArticleFetched) -> ArticleParsed:
+            started[event.id] += 1
+            working[event.id] += 1
+            if working[event.id] > 1:
+                overlaps.append(event.id)
+            await asyncio.sleep(1.0)
+            working[event.id] -= 1
+            return ArticleParsed(id=event.id)
+
+        return stage
+
+    await ensure_groups(redis_client)
+    for n in range(6):
+        await redis_client.xadd(FETCHED.name, fetched(n))
+    one, two = replica("replica-1"), replica("replica-2")
+    async with one.running(), two.running():
+        await until(lambda: _parsed(redis_client, 6), timeout=30)
+        await until(lambda: _zero(redis_client))
+    assert overlaps == []
+    assert started == {f"a{n}": 1 for n in range(6)}, started
+    assert await redis_client.xlen(PARSED.name) == 6
+
+
+async def test_a_replica_that_stalled_past_its_lease_drops_the_entry(
+    settings: Settings, redis_client: "Redis[bytes]"
+) -> None:
+    from shared.broker import Entry, Leases
+
+    await ensure_groups(redis_client)
+    await redis_client.xadd(FETCHED.name, fetched(1))
+    await redis_client.xadd(FETCHED.name, fetched(2))
+    read = await redis_client.xreadgroup("parser", "stalled", {FETCHED.name: ">"}, count=2)
+    (mine_id, fields), (taken_id, _) = read[0][1]
+    leases = Leases(redis_client, "stalled", claim_idle_ms=400)
+    work = asyncio.create_task(asyncio.sleep(30))
+    leases.working(Entry(FETCHED, taken_id, fields), work)
+    leases.hold(Entry(FETCHED, mine_id, fields))
+    await asyncio.sleep(0.5)
+    # Its lease ran out while it stalled: another replica's reclaimer took one entry.
+    await redis_client.xclaim(FETCHED.name, "parser", "other", 400, [taken_id])
+    assert await leases.renew() == 1
+    await asyncio.sleep(0)
+    assert work.cancelled() and leases.is_lost(Entry(FETCHED, taken_id, fields))
+    owners = {e["message_id"]: (e["consumer"], e["time_since_delivered"])
+              for e in await redis_client.xpending_range(FETCHED.name, "parser", "-", "+", 10)}
+    assert owners[taken_id][0] == b"other"  # not taken back
+    assert owners[mine_id][0] == b"stalled" and owners[mine_id][1] < 400  # renewed
+    [held] = [e for e in await redis_client.xpending_range(FETCHED.name, "parser", "-", "+", 10)
+              if e["message_id"] == mine_id]
+    assert held["times_delivered"] == 1  # a renewal is not a delivery
