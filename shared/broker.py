@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from faststream import AckPolicy
-from faststream.asgi import AsgiFastStream, make_ping_asgi
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.message import StreamMessage
 from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.parser.binary import BinaryMessageFormatV1
@@ -68,6 +68,17 @@ class _ReadsCutAtShutdown(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.getMessage() != "Message fetch error"
+
+
+class _GroupGoneIsRecovered(logging.Filter):
+    """FastStream stops a reader whose consumer group vanished and logs CRITICAL "restart the
+    application"; Stage recreates the group and restarts the reader itself (and says so)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "no longer exists" not in record.getMessage()
+
+
+broker_logger.addFilter(_GroupGoneIsRecovered())
 
 
 def consumer_name() -> str:
@@ -475,11 +486,12 @@ class Stage:
             # FastStream's own per-message lines; ours say more, once.
             log_level=logging.DEBUG,
         )
-        # Served over HTTP by `newsflow run`: /health (Redis answers) and /metrics (Prometheus).
+        # Served over HTTP by `newsflow run`: /health (Redis answers and every reader reads)
+        # and /metrics (Prometheus).
         self.app = AsgiFastStream(
             self.broker,
             asgi_routes=[
-                ("/health", make_ping_asgi(self.broker, timeout=5.0)),
+                ("/health", self._health_route()),
                 ("/metrics", make_asgi_app(metrics.REGISTRY)),
             ],
             logger=logging.getLogger("newsflow.app"),
@@ -504,9 +516,53 @@ class Stage:
         self._started.set()
         self._renewing = asyncio.create_task(self.leases.run())
         self._background = [
+            asyncio.create_task(self._keep_reading()),
             asyncio.create_task(run_janitor(self.redis, self.settings, self.consumer)),
             asyncio.create_task(metrics.run_sampler(self.redis)),
         ]
+
+    def stopped_readers(self) -> list[str]:
+        """The readers (subscribers) that are not reading: none while the stage is healthy."""
+        return [sub.specification.call_name for sub in self.broker.subscribers
+                if not sub.running]
+
+    def _health_route(self) -> Any:
+        @get(include_in_schema=False)
+        async def health(scope: Any) -> AsgiResponse:
+            stopped = self.stopped_readers()
+            if stopped:
+                return AsgiResponse(f"stopped: {', '.join(stopped)}\n".encode(), 503)
+            if not await self.broker.ping(5.0):
+                return AsgiResponse(b"Redis does not answer\n", 503)
+            return AsgiResponse(b"", 204)
+
+        return health
+
+    async def restart_stopped_readers(self) -> int:
+        """Recreate the consumer groups and restart every reader FastStream stopped.
+
+        FastStream stops a reader for good when its group is gone (NOGROUP: Redis restarted
+        without its data, a failover to an empty replica, a FLUSHALL) and leaves the process
+        idling; a group is recreated at `0`, so what is added from then on is read."""
+        stopped = [sub for sub in self.broker.subscribers if not sub.running]
+        if not stopped or not self._started.is_set():
+            return 0
+        await ensure_groups(self.redis, self.streams)
+        for sub in stopped:
+            await sub.start()
+        logger.warning("consumer groups of %s were gone (Redis lost its data?): recreated, "
+                       "%d readers restarted; entries added before the loss are lost",
+                       ", ".join(s.name for s in self.streams), len(stopped))
+        return len(stopped)
+
+    async def _keep_reading(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.poll_ms / 1000)
+            try:
+                await self.restart_stopped_readers()
+            except Exception:
+                # Redis is away: /health says so meanwhile; try again.
+                logger.warning("could not restart the stopped readers", exc_info=True)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -519,6 +575,8 @@ class Stage:
             yield
 
     async def _stopping(self) -> None:
+        # From here the readers stop on purpose: not to be restarted.
+        self._started.clear()
         broker_logger.addFilter(self._quiet_reads)
 
     async def _close(self) -> None:
