@@ -36,21 +36,31 @@ async def remove_gone_consumers(
     client: aioredis.Redis, stream: Stream, idle_ms: int
 ) -> list[str]:
     """Delete the consumers of `stream`'s group that have been silent for `idle_ms` and hold
-    nothing pending (deleting one that holds entries would drop them from the pending list)."""
+    nothing pending (deleting one that holds entries would drop them from the pending list).
+
+    "Silent" is Redis's `idle`: since the consumer's last read on Redis/Valkey ≥ 7.2, since the
+    last read that delivered something before (7.0). So on 7.0 a live replica with no work may
+    be forgotten too — harmless, as it holds nothing and its next delivery brings it back."""
     if stream.group is None or not await client.exists(stream.name):
         return []
     removed = []
     consumers: Any = await client.xinfo_consumers(stream.name, stream.group)
     for consumer in consumers:
         name = _text(consumer["name"])
-        if int(consumer["pending"]) == 0 and int(consumer["idle"]) >= idle_ms:
-            # Re-checked by Redis itself: DELCONSUMER returns the pending count it dropped.
-            dropped = await client.xgroup_delconsumer(stream.name, stream.group, name)
-            if int(dropped):
-                logger.error("consumer %s of %s held %s entries when deleted", name,
-                             stream.name, dropped)
+        silent = int(consumer["pending"]) == 0 and int(consumer["idle"]) >= idle_ms
+        # Re-checked in one script: the consumer may have been handed entries since.
+        if silent and int(await client.eval(_DELETE_IF_EMPTY, 1, stream.name, stream.group,
+                                            name)):
             removed.append(name)
     return removed
+
+
+# Delete a consumer only if it holds nothing, atomically (no read can slip in between).
+_DELETE_IF_EMPTY = """
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return 0 end
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
 
 
 async def safe_trim_point(client: aioredis.Redis, stream: str) -> str | None:

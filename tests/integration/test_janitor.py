@@ -34,9 +34,11 @@ async def test_forgets_silent_consumers_with_nothing_pending_only(redis_client: 
     await ensure_groups(redis_client)
     await redis_client.xadd(FETCHED.name, {"n": "1"})
     await redis_client.xreadgroup("parser", "holder", {FETCHED.name: ">"}, count=1)
-    await redis_client.xreadgroup("parser", "idle", {FETCHED.name: ">"}, count=1)
+    # Consumers that never got an entry. (Before Redis 7.2 a read that delivers nothing
+    # creates no consumer, so they are made as a replica that started and found no work.)
+    await redis_client.xgroup_createconsumer(FETCHED.name, "parser", "idle")
     await asyncio.sleep(0.3)
-    await redis_client.xreadgroup("parser", "alive", {FETCHED.name: ">"}, count=1)
+    await redis_client.xgroup_createconsumer(FETCHED.name, "parser", "alive")
     removed = await remove_gone_consumers(redis_client, FETCHED, idle_ms=200)
     assert removed == ["idle"]
     names = {c["name"] for c in await redis_client.xinfo_consumers(FETCHED.name, "parser")}
@@ -51,3 +53,25 @@ async def test_sweep_bounds_the_done_stream(redis_client: Redis, settings: Setti
     await sweep(redis_client, settings)
     # Approximate trimming keeps at least the newest 100, and far fewer than 500.
     assert 100 <= await redis_client.xlen(INDEXED.name) < 500
+
+
+async def test_a_consumer_handed_entries_since_it_was_seen_idle_is_kept(
+    redis_client: Redis,
+) -> None:
+    await ensure_groups(redis_client)
+    await redis_client.xgroup_createconsumer(FETCHED.name, "parser", "late")
+    await asyncio.sleep(0.3)
+    infos = await redis_client.xinfo_consumers(FETCHED.name, "parser")
+    assert [(c["name"], c["pending"]) for c in infos] == [(b"late", 0)]  # idle, holds nothing
+    # Between the janitor's look and its delete, the replica wakes and is handed an entry.
+    await redis_client.xadd(FETCHED.name, {"n": "1"})
+    await redis_client.xreadgroup("parser", "late", {FETCHED.name: ">"}, count=1)
+    real = redis_client.xinfo_consumers
+
+    async def as_seen_before(*args: object) -> object:
+        redis_client.xinfo_consumers = real  # type: ignore[method-assign]
+        return infos
+
+    redis_client.xinfo_consumers = as_seen_before  # type: ignore[method-assign]
+    assert await remove_gone_consumers(redis_client, FETCHED, idle_ms=200) == []
+    assert (await redis_client.xpending(FETCHED.name, "parser"))["pending"] == 1
