@@ -44,7 +44,11 @@ from faststream.redis.prometheus import RedisPrometheusMiddleware
 from prometheus_client import make_asgi_app
 from pydantic import BaseModel, SkipValidation, ValidationError
 from redis.asyncio.client import Pipeline
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import keys, metrics
 from shared.errors import NewsflowError, PermanentError, UnreadableEntry, is_permanent
@@ -79,6 +83,54 @@ class _GroupGoneIsRecovered(logging.Filter):
 
 
 broker_logger.addFilter(_GroupGoneIsRecovered())
+
+
+def connection_options(settings: Settings) -> dict[str, Any]:
+    """How every pooled connection to Redis behaves (the stage's client and FastStream's).
+
+    redis-py's default for a client made from a URL is no retry at all: a command caught by a
+    Redis restart failed, and its article was retried a minute later. So a command that meets a
+    lost connection or a timeout is sent again on a fresh connection, backing off for about
+    10 s in all — longer than Redis takes to restart. A connection left half-open (the server
+    vanished without closing it, as a container on another host does) would hang a command for
+    minutes: idle connections are checked before use, and no reply may take longer than the
+    longest blocking read plus 10 s. (A transaction sent again may repeat its output: harmless,
+    as every step is idempotent by article id.)"""
+    return {
+        "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=2.0), retries=10),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+        "health_check_interval": 15,
+        "socket_keepalive": True,
+        "socket_connect_timeout": 5.0,
+        "socket_timeout": settings.poll_ms / 1000 + 10.0,
+    }
+
+
+def redis_client(settings: Settings) -> aioredis.Redis:
+    """A client whose pooled connections survive a Redis restart (connection_options)."""
+    client: aioredis.Redis = aioredis.from_url(settings.redis_url,
+                                               **connection_options(settings))
+    return client
+
+
+async def check_persistence(client: aioredis.Redis) -> bool | None:
+    """Whether Redis keeps an append-only file (None when it will not say: CONFIG disabled or
+    renamed, as on managed services); warns loudly when it does not."""
+    try:
+        config: Any = await client.config_get("appendonly")
+    except ResponseError:
+        logger.warning("cannot check that Redis keeps an append-only file (CONFIG refused): "
+                       "without one, a restart loses every article in flight (README, "
+                       "\"Redis versions and persistence\")")
+        return None
+    value = config.get("appendonly", config.get(b"appendonly"))
+    if (value.decode() if isinstance(value, bytes) else value) == "yes":
+        return True
+    logger.critical("Redis keeps NO append-only file (appendonly no): a restart loses every "
+                    "article submitted and not yet indexed, and every retry and dead letter, "
+                    "without a trace. Set `appendonly yes` (README, \"Redis versions and "
+                    "persistence\")")
+    return False
 
 
 def consumer_name() -> str:
@@ -399,6 +451,12 @@ class Leases:
         self.lost: set[tuple[str, bytes]] = set()
         self._renew = client.register_script(_RENEW)
 
+    def new(self, entries: list[Entry]) -> list[Entry]:
+        """The entries of a read that this replica does not hold already. Its own reclaimer
+        can hand back an entry it is still on, if the lease could not be renewed in time (Redis
+        was away longer than the claim window): that one is left to the work in hand."""
+        return [e for e in entries if e.id not in self.held.get(e.stream, {})]
+
     def hold(self, entry: Entry) -> None:
         self.held.setdefault(entry.stream, {})[entry.id] = None
 
@@ -472,7 +530,7 @@ class Stage:
         self.service = service
         self.settings = settings
         self.consumer = consumer or consumer_name()
-        self.redis: aioredis.Redis = aioredis.from_url(settings.redis_url)
+        self.redis = redis_client(settings)
         self.policy = DeliveryPolicy(self.redis, settings, service, self.consumer)
         self.leases = Leases(self.redis, self.consumer, settings.claim_idle_ms)
         self._renewing: asyncio.Task[None] | None = None
@@ -482,6 +540,7 @@ class Stage:
             middlewares=[RedisPrometheusMiddleware(registry=metrics.REGISTRY)],
             message_format=PlainJsonFormat,
             graceful_timeout=settings.graceful_timeout_s,
+            **connection_options(settings),
             logger=broker_logger,
             # FastStream's own per-message lines; ours say more, once.
             log_level=logging.DEBUG,
@@ -511,6 +570,7 @@ class Stage:
         await when_reachable(lambda: ensure_groups(self.redis),
                              f"Redis at {where(self.settings.redis_url)}",
                              self.settings.startup_wait_s)
+        await check_persistence(self.redis)
 
     async def _start_background(self) -> None:
         self._started.set()
@@ -617,6 +677,7 @@ class Stage:
             async def take(entries: list[Entry], reclaimed: bool) -> None:
                 # Each entry is worked on in a task of its own, so the next read overlaps the
                 # work; the read returns once its last entry has started (bounded read-ahead).
+                entries = self.leases.new(entries)
                 for entry in entries:
                     self.leases.hold(entry)
                 for entry in entries:
@@ -654,6 +715,7 @@ class Stage:
                 return result
 
             async def take(entries: list[Entry], reclaimed: bool) -> None:
+                entries = self.leases.new(entries)
                 for entry in entries:
                     self.leases.hold(entry)
                 try:

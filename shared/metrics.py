@@ -8,6 +8,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from shared.janitor import group_lag
 from shared.streams import STAGES
 
 logger = logging.getLogger("newsflow.metrics")
@@ -60,7 +61,7 @@ async def sample_streams(client: aioredis.Redis) -> None:
         groups: Any = await client.xinfo_groups(stream.name)
         for group in groups:
             name = group["name"].decode()
-            LAG.labels(stream.name, name).set(int(group.get("lag") or 0))
+            LAG.labels(stream.name, name).set(await group_lag(client, stream.name, group))
             PENDING.labels(stream.name, name).set(int(group["pending"]))
 
 

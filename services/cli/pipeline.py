@@ -8,6 +8,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from shared.broker import PlainJsonFormat
+from shared.janitor import group_lag
 from shared.messages import ArticleFailed, ArticleIndexed, ArticleSubmitted
 from shared.streams import DATA_FIELD, DEAD, INDEXED, STREAMS, SUBMITTED
 
@@ -116,7 +117,7 @@ async def status(client: Redis) -> list[StreamStatus]:
             continue
         row.consumers = int(info["consumers"])
         row.pending = int(info["pending"])
-        row.lag = None if info.get("lag") is None else int(info["lag"])
+        row.lag = await group_lag(client, stream.name, info)
         oldest: Any = await client.xpending_range(stream.name, stream.group, "-", "+", 1)
         if oldest:
             row.oldest_pending_s = int(oldest[0]["time_since_delivered"]) / 1000

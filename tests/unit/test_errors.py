@@ -64,3 +64,18 @@ def test_any_failure_to_decode_an_entry_is_permanent_and_says_why(body: bytes) -
     assert is_permanent(caught.value)
     reason = describe(caught.value)
     assert reason and not reason.startswith("UnreadableEntry"), reason
+
+
+async def test_a_redis_that_refuses_config_is_tolerated_and_said(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from redis.exceptions import ResponseError
+
+    from shared.broker import check_persistence
+
+    class Managed:  # a managed Redis: CONFIG renamed away
+        async def config_get(self, name: str) -> dict[str, str]:
+            raise ResponseError("unknown command 'CONFIG'")
+
+    assert await check_persistence(Managed()) is None  # type: ignore[arg-type]
+    assert "cannot check that Redis keeps an append-only file" in caplog.text
