@@ -22,6 +22,7 @@ the messaging cost of a hop by more than half (docs/performance.md).
 """
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -29,6 +30,7 @@ import os
 import random
 import socket
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -200,6 +202,36 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+ORIGINAL_PLAIN_MAX_BYTES = 4096
+"""A dead letter keeps an original up to this size as it was (readable with redis-cli);
+a larger one is compressed."""
+
+
+def pack_original(fields: dict[bytes, bytes], cap: int) -> dict[str, Any]:
+    """What a dead letter keeps of its entry, as ArticleFailed's `original*` fields: a small
+    entry as it was; a large one compressed (zlib, base64: a page is mostly text), and cut to
+    `cap` bytes first when it is larger still — a 30 MB page must not hold 30 MB of Redis
+    memory for as long as its letter lives."""
+    size = sum(len(value) for value in fields.values())
+    if size <= min(cap, ORIGINAL_PLAIN_MAX_BYTES):
+        return {"original": {k.decode(errors="replace"): v.decode(errors="replace")
+                             for k, v in fields.items()}}
+    room, original = cap, {}
+    for key, value in fields.items():
+        kept = value[:max(room, 0)]
+        room -= len(kept)
+        original[key.decode(errors="replace")] = base64.b64encode(zlib.compress(kept)).decode()
+    return {"original": original, "original_compressed": True, "original_bytes": size,
+            "original_capped": size > cap}
+
+
+def unpack_original(failed: ArticleFailed) -> dict[bytes, bytes]:
+    """The original entry a dead letter kept (cut, when `original_capped` says so)."""
+    if not failed.original_compressed:
+        return {k.encode(): v.encode() for k, v in failed.original.items()}
+    return {k.encode(): zlib.decompress(base64.b64decode(v)) for k, v in failed.original.items()}
+
+
 @dataclass(frozen=True)
 class Entry:
     """One stream entry as read: its stream, its id and its raw fields."""
@@ -346,8 +378,7 @@ class DeliveryPolicy:
                        else exc).__name__,
             permanent=permanent,
             deliveries=deliveries,
-            original={k.decode(errors="replace"): v.decode(errors="replace")
-                      for k, v in fields.items()},
+            **pack_original(fields, self.settings.dead_original_max_bytes),
         )
         async with self.client.pipeline(transaction=True) as tx:
             tx.xadd(DEAD.name, {DATA_FIELD: failed.model_dump_json()})

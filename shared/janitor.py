@@ -3,6 +3,7 @@ trim streams so they do not grow without bound — never dropping what a group h
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,7 @@ import redis.asyncio as aioredis
 
 from shared import keys
 from shared.settings import Settings
-from shared.streams import INDEXED, STAGES, Stream
+from shared.streams import DEAD, INDEXED, STAGES, Stream
 
 logger = logging.getLogger("newsflow.janitor")
 
@@ -139,7 +140,17 @@ async def sweep(client: aioredis.Redis, settings: Settings) -> Sweep:
     done.entries_trimmed += int(
         await client.xtrim(INDEXED.name, maxlen=settings.indexed_keep, approximate=True)
     )
+    done.entries_trimmed += await trim_dead_letters(client, settings)
     return done
+
+
+async def trim_dead_letters(client: aioredis.Redis, settings: Settings) -> int:
+    """Drop the dead letters older than `dead_retention_days`, then the oldest beyond
+    `dead_max` (an entry id starts with the time it was added, in ms)."""
+    oldest_kept_ms = int((time.time() - settings.dead_retention_days * 86_400) * 1000)
+    trimmed = int(await client.xtrim(DEAD.name, minid=oldest_kept_ms, approximate=False))
+    trimmed += int(await client.xtrim(DEAD.name, maxlen=settings.dead_max, approximate=False))
+    return trimmed
 
 
 async def run_janitor(client: aioredis.Redis, settings: Settings, owner: str) -> None:

@@ -244,3 +244,9 @@ class ArticleFailed(BaseModel):
     deliveries: int
     original: dict[str, str]
     failed_at: datetime = Field(default_factory=now)
+    original_compressed: bool = False
+    """`original`'s values are zlib-compressed, base64-encoded bytes (shared/broker.py)."""
+    original_bytes: int | None = None
+    """The size of the original entry's values, before compression and any cut."""
+    original_capped: bool = False
+    """The original was cut to NEWSFLOW_DEAD_ORIGINAL_MAX_BYTES: kept to be read, not retried."""

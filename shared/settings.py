@@ -36,6 +36,13 @@ class Settings(BaseSettings):
     """How often one replica trims the streams and forgets gone consumers."""
     indexed_keep: int = 100_000
     """Entries of articles:indexed kept for publishers that wait (nobody acknowledges it)."""
+    dead_retention_days: float = 30
+    """Dead letters older than this are dropped by the janitor."""
+    dead_max: int = 100_000
+    """At most this many dead letters are kept (the oldest go first)."""
+    dead_original_max_bytes: int = 2 * 1024 * 1024
+    """A dead letter keeps its original entry compressed, cut to this many bytes (a cut one
+    says so and cannot be retried)."""
     poll_ms: int = 1_000
     """How long a read blocks waiting for new entries."""
     read_ahead: int = 8

@@ -317,30 +317,52 @@ def dead_list(count: Annotated[int, typer.Option(min=1)] = 50) -> None:
         typer.echo(f"{entry_id}  {failed.group:<8}  {failed.id or '-'}  {failed.reason}")
 
 
+DEAD_KEY_HELP = ("A dead letter: its entry id in articles:dead (as `dead list` shows, e.g. "
+                 "1712345678901-0) or the article id (its newest dead letter).")
+SHOWN_ORIGINAL_CHARS = 2_000
+"""What `dead show` prints of each original field (a page can be megabytes), unless --full."""
+
+
 @dead_app.command("show")
-def dead_show(entry_id: str) -> None:
-    """One dead letter in full, as JSON."""
-    letters = _with_redis(lambda c: pipeline.dead_letters(c, 10_000))
-    for found_id, failed in letters:
-        if found_id == entry_id:
-            typer.echo(failed.model_dump_json(indent=2))
-            return
-    typer.echo(f"error: no dead letter {entry_id}", err=True)
-    raise typer.Exit(1)
+def dead_show(
+    key: Annotated[str, typer.Argument(metavar="ID", help=DEAD_KEY_HELP)],
+    full: Annotated[bool, typer.Option(
+        help=f"Print the original entry whole (else its first {SHOWN_ORIGINAL_CHARS} "
+             "characters a field).")] = False,
+) -> None:
+    """One dead letter, as JSON, with its original entry (decompressed)."""
+    from shared.broker import unpack_original
+
+    try:
+        entry_id, failed = _with_redis(lambda c: pipeline.find_dead(c, key))
+    except KeyError as exc:
+        typer.echo(f"error: {exc.args[0]}", err=True)
+        raise typer.Exit(1) from None
+    shown = failed.model_dump(mode="json")
+    original = {k.decode(errors="replace"): v.decode(errors="replace")
+                for k, v in unpack_original(failed).items()}
+    for name, value in original.items():
+        if not full and len(value) > SHOWN_ORIGINAL_CHARS:
+            original[name] = (value[:SHOWN_ORIGINAL_CHARS]
+                              + f"… ({len(value) - SHOWN_ORIGINAL_CHARS} more characters; "
+                              "--full for all)")
+    shown["original"] = original
+    shown["original_compressed"] = False  # as shown here
+    typer.echo(json.dumps({"dead_letter": entry_id, **shown}, indent=2, ensure_ascii=False))
 
 
 @dead_app.command("retry")
 def dead_retry(
-    entry_ids: Annotated[list[str] | None, typer.Argument()] = None,
+    keys: Annotated[list[str] | None, typer.Argument(metavar="[ID]...", help=DEAD_KEY_HELP)] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every dead letter.")] = False,
 ) -> None:
     """Put dead letters back where they failed, to be processed again."""
-    if not entry_ids and not all_:
-        typer.echo("error: name dead letter ids, or --all", err=True)
+    if not keys and not all_:
+        typer.echo("error: name dead letters (entry ids or article ids), or --all", err=True)
         raise typer.Exit(2)
     try:
-        count = _with_redis(lambda c: pipeline.retry_dead(c, None if all_ else entry_ids))
-    except KeyError as exc:
+        count = _with_redis(lambda c: pipeline.retry_dead(c, None if all_ else keys))
+    except (KeyError, ValueError) as exc:
         typer.echo(f"error: {exc.args[0]}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"retried {count}")

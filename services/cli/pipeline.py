@@ -1,13 +1,14 @@
 """What the CLI does to the pipeline through Redis: publish articles, wait for them, report status,
 inspect and re-drive dead letters."""
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from shared.broker import PlainJsonFormat
+from shared.broker import PlainJsonFormat, unpack_original
 from shared.janitor import group_lag
 from shared.messages import ArticleFailed, ArticleIndexed, ArticleSubmitted
 from shared.streams import DATA_FIELD, DEAD, INDEXED, STREAMS, SUBMITTED
@@ -135,26 +136,57 @@ async def dead_letters(client: Redis, count: int = 100) -> list[tuple[str, Artic
             for entry_id, fields in entries]
 
 
-async def retry_dead(client: Redis, entry_ids: list[str] | None) -> int:
+_ENTRY_ID = re.compile(r"\d+(-\d+)?")
+
+
+async def find_dead(client: Redis, key: str) -> tuple[str, ArticleFailed]:
+    """The dead letter `key` names: its entry id in `articles:dead` (`1712345678901-0`), or an
+    article id (the newest letter of that article). KeyError when there is none."""
+    if _ENTRY_ID.fullmatch(key):
+        found: Any = await client.xrange(DEAD.name, key, key)
+        if found:
+            return found[0][0].decode(), ArticleFailed.model_validate_json(_body(found[0][1]))
+        raise KeyError(f"no dead letter {key}")
+    end = "+"
+    while True:
+        page: Any = await client.xrevrange(DEAD.name, end, "-", count=500)
+        for entry_id, fields in page:
+            failed = ArticleFailed.model_validate_json(_body(fields))
+            if failed.id == key:
+                return entry_id.decode(), failed
+        if len(page) < 500:
+            raise KeyError(f"no dead letter {key} (neither an entry id nor an article id "
+                           "that failed)")
+        end = "(" + page[-1][0].decode()
+
+
+async def retry_dead(client: Redis, keys: list[str] | None) -> int:
     """Put dead letters back on the stream they failed on (their original entry, as it was) and
-    remove them from `articles:dead`. All of them when `entry_ids` is None."""
-    chosen: list[tuple[str, dict[bytes, bytes]]] = []
-    if entry_ids is None:
+    remove them from `articles:dead`. Each key is an entry id of `articles:dead` or an article
+    id; all of them when `keys` is None. A letter whose original was cut (over
+    NEWSFLOW_DEAD_ORIGINAL_MAX_BYTES) cannot be: ValueError, before anything is put back."""
+    chosen: list[tuple[str, ArticleFailed]] = []
+    if keys is None:
         everything: Any = await client.xrange(DEAD.name)
-        chosen = [(e.decode(), f) for e, f in everything]
+        chosen = [(e.decode(), ArticleFailed.model_validate_json(_body(f)))
+                  for e, f in everything]
     else:
-        for entry_id in entry_ids:
-            found: Any = await client.xrange(DEAD.name, entry_id, entry_id)
-            if not found:
-                raise KeyError(f"no dead letter {entry_id}")
-            chosen.append((entry_id, found[0][1]))
-    for entry_id, fields in chosen:
-        failed = ArticleFailed.model_validate_json(_body(fields))
+        chosen = [await find_dead(client, key) for key in keys]
+    capped = [entry_id for entry_id, failed in chosen if failed.original_capped]
+    if capped and keys is not None:
+        raise ValueError(f"dead letter {capped[0]} kept only the first bytes of its original "
+                         "(NEWSFLOW_DEAD_ORIGINAL_MAX_BYTES): it cannot be retried")
+    retried = 0
+    for entry_id, failed in chosen:
+        if failed.original_capped:
+            continue  # with --all: left in place, as `dead list` shows
         async with client.pipeline(transaction=True) as tx:
-            tx.xadd(failed.stream, {k: v.encode() for k, v in failed.original.items()})
+            # redis-py types the fields as str-keyed; the bytes kept are sent as they were.
+            tx.xadd(failed.stream, unpack_original(failed))  # type: ignore[arg-type]
             tx.xdel(DEAD.name, entry_id)
             await tx.execute()
-    return len(chosen)
+        retried += 1
+    return retried
 
 
 async def purge_dead(client: Redis) -> int:
