@@ -101,7 +101,8 @@ class Settings(BaseSettings):
     index_batch: int = 100
 
     # Search API.
-    api_host: str = "0.0.0.0"  # noqa: S104 -- the API serves other containers.
+    api_host: str = "127.0.0.1"
+    """Where the API listens: loopback unless configured (compose sets 0.0.0.0 for its port)."""
     api_port: int = 8000
 
     log_level: str = "INFO"

@@ -285,6 +285,12 @@ Country = Annotated[Annotated[str, Field(pattern=r"^[A-Za-z]{2}$")] | None, Blan
 Source = Annotated[Annotated[str, Field(max_length=253)] | None, Blank]
 
 
+# The days a filter may name: the end of `until` (the next midnight) must still be a date, in
+# Python as in PostgreSQL.
+MIN_DAY = date(1, 1, 1)
+MAX_DAY = date(9999, 12, 30)
+
+
 class SearchFilters(BaseModel):
     """What to look for: words (web-search syntax) and filters, all optional and combinable."""
 
@@ -300,8 +306,10 @@ class SearchFilters(BaseModel):
     organization: Name = Field(None, description="An organisation named in the article.")
     place: Name = Field(None, description="A place named in the article.")
     country: Country = Field(None, description="ISO 3166 alpha-2 code, e.g. IR.")
-    since: date | None = Field(None, description="Published on or after this day (UTC).")
-    until: date | None = Field(None, description="Published on or before this day (UTC).")
+    since: date | None = Field(None, ge=MIN_DAY, le=MAX_DAY,
+                               description="Published on or after this day (UTC).")
+    until: date | None = Field(None, ge=MIN_DAY, le=MAX_DAY,
+                               description="Published on or before this day (UTC).")
     has_duplicates: bool | None = Field(None, description=(
         "true: only stories published more than once (the article is a duplicate or has "
         "duplicates); false: only stories published once."))
@@ -327,7 +335,7 @@ class SearchQuery(SearchFilters):
     recency: float = Field(1.0, ge=0, le=10, description=(
         "Recency boost for relevance: a story published today scores up to (1 + recency) times "
         "its text rank; 0 turns it off."))
-    half_life_days: float = Field(30.0, gt=0, le=3650,
+    half_life_days: float = Field(30.0, ge=0.01, le=3650,
                                   description="Days after which the recency boost halves.")
     collapse: bool = Field(True, description=(
         "Fold duplicates (articles whose duplicate_of is another indexed article) under their "
@@ -473,8 +481,10 @@ def _search_sql(query: SearchQuery, arg: _Args) -> str:
     if q:
         tsq = f"websearch_to_tsquery(a.ts_config, {arg(q)})"
         # The boost decays from the start of today, so the order is stable while paging.
-        boost = (f"coalesce(power(0.5, greatest(extract(epoch FROM date_trunc('day', now()) "
-                 f"- a.published), 0) / 86400.0 / {arg(query.half_life_days)}::float8), 0)")
+        # Past 1,000 half-lives the boost is nil; capped there, power() cannot underflow (an
+        # error in PostgreSQL) for an old article and a short half-life.
+        boost = (f"coalesce(power(0.5, least(greatest(extract(epoch FROM date_trunc('day', now()) "
+                 f"- a.published), 0) / 86400.0 / {arg(query.half_life_days)}::float8, 1000)), 0)")
         score = f"ts_rank_cd(a.document, {tsq}) * (1 + {arg(query.recency)}::float8 * {boost})"
         snippet = f"ts_headline(a.ts_config, a.text, {tsq}, '{_HEADLINE_OPTIONS}')"
     else:
