@@ -30,6 +30,10 @@ JANITOR_LOCK = PREFIX + "janitor:lock"
 DUPLICATES_PREFIX = PREFIX + "duplicates:"
 """+ "v<signature version>:…": the near-duplicate index (services/enricher/duplicates.py)."""
 
+PARSE_KILLS_PREFIX = PREFIX + "parse:kills:"
+"""+ article id: how many parse workers that article's page killed (out of memory, crashed);
+expires after a day. The second makes the page permanent (services/parser/main.py)."""
+
 FEEDS = PREFIX + "feeds"
 """Hash: feed URL → its registration as JSON (every_s, added_at)."""
 FEEDS_DUE = PREFIX + "feeds:due"
@@ -54,6 +58,10 @@ def robots(origin: str) -> str:
 
 def fetched(article_id: str) -> str:
     return FETCHED_PREFIX + article_id
+
+
+def parse_kills(article_id: str) -> str:
+    return PARSE_KILLS_PREFIX + article_id
 
 
 def feed_state(url: str) -> str:

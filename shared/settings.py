@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     parse_workers: int = 1
     """Processes that run extraction, so the event loop keeps consuming and acking."""
     parse_timeout_s: float = 30.0
+    parse_memory_mb: int = 1024
+    """Address space each parse worker may use (RLIMIT_AS; 0: no cap). A page that needs more
+    is retried once, then dead-lettered as permanent."""
+    parse_max_elements: int = 200_000
+    """Pages with more elements are refused before parsing (their tree would take gigabytes)."""
 
     # Every stage serves /health and /metrics (Prometheus) on this port; 0 picks a free one.
     metrics_port: int = 9000
