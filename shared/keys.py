@@ -30,6 +30,13 @@ JANITOR_LOCK = PREFIX + "janitor:lock"
 DUPLICATES_PREFIX = PREFIX + "duplicates:"
 """+ "v<signature version>:…": the near-duplicate index (services/enricher/duplicates.py)."""
 
+PARKED = PREFIX + "fetch:parked"
+"""Sorted set: submitted articles (their message, as JSON) waiting for their host's Retry-After
+→ when they go back to articles:submitted (Unix seconds, Redis clock; services/fetcher/crawl.py)."""
+ROBOTS_LOCK_PREFIX = PREFIX + "robots:lock:"
+"""+ origin: held (with an expiry) by the replica fetching that origin's robots.txt, so the
+others wait for its answer in the cache instead of asking the site too."""
+
 PARSE_KILLS_PREFIX = PREFIX + "parse:kills:"
 """+ article id: how many parse workers that article's page killed (out of memory, crashed);
 expires after a day. The second makes the page permanent (services/parser/main.py)."""
@@ -54,6 +61,10 @@ def host_next(host: str) -> str:
 
 def robots(origin: str) -> str:
     return ROBOTS_PREFIX + origin
+
+
+def robots_lock(origin: str) -> str:
+    return ROBOTS_LOCK_PREFIX + origin
 
 
 def fetched(article_id: str) -> str:

@@ -74,7 +74,12 @@ class Settings(BaseSettings):
     retry_backoff_s: float = 0.5
     """Base of the exponential backoff between attempts (with full jitter)."""
     retry_after_max_s: float = 10.0
-    """The longest Retry-After waited within a delivery; a longer one ends the delivery."""
+    """The longest Retry-After waited within a delivery; a longer one parks the URL until then
+    (every replica leaves the host alone meanwhile)."""
+    retry_after_park_max_s: float = 86_400.0
+    """The longest Retry-After a URL is parked for; a longer one dead-letters the article
+    ("retry after <time>"): news that late is stale, and `newsflow dead retry` can send it
+    again."""
     fetch_history_days: int = 90
     """How long a fetched URL is remembered (not fetched again, and its ETag/Last-Modified)."""
     max_source_bytes: int = 50 * 1024 * 1024
