@@ -225,17 +225,17 @@ class ArticleSubmitted(Event):
             # Wrong types: the field validators refuse them, each with its reason.
             return {**data, "id": ""}
         if url:
-            url = _http_url(url)
+            url = http_url(url)
         html = _decompress_html(html) if html is not None else None
         return {**data, "id": article_id(url, html)}
 
     @field_validator("url")
     @classmethod
-    def _http_url(cls, url: str | None) -> str | None:
-        return without_credentials(_http_url(url)) if url is not None else url
+    def _valid_url(cls, url: str | None) -> str | None:
+        return without_credentials(http_url(url)) if url is not None else url
 
 
-def _http_url(url: str) -> str:
+def http_url(url: str) -> str:
     """`url` stripped, if it is an http(s) URL a fetch could ever reach; else ValueError."""
     url = url.strip()
     if any(ord(c) < 32 or ord(c) == 127 for c in url):

@@ -27,7 +27,12 @@ from services.fetcher.fetch import (
 )
 from services.fetcher.politeness import HostBusy, HostGate, RobotsCache, RobotsTxt, origin_of
 from shared import keys
-from shared.messages import ArticleFetched, ArticleIndexed, ArticleSubmitted
+from shared.messages import (
+    ArticleFetched,
+    ArticleIndexed,
+    ArticleSubmitted,
+    without_credentials,
+)
 from shared.settings import Settings
 from shared.streams import DATA_FIELD, FETCHED, INDEXED, SUBMITTED, Stream
 
@@ -94,7 +99,7 @@ class FetchHistory:
         # (redis-py's Mapping type wants every key and value type it can send.)
         fields: dict[Any, Any] = {
             "url": page.url,
-            "final_url": page.final_url,
+            "final_url": without_credentials(page.final_url),
             "status": str(page.status),
             "fetched_at": datetime.now(UTC).isoformat(),
         }
@@ -177,7 +182,8 @@ class Crawler:
         settings = self.settings
         try:
             parsed = httpx.URL(url)
-        except httpx.InvalidURL as exc:
+            parsed.host  # noqa: B018 -- decodes an IDN host: an invalid one raises IDNAError here
+        except (httpx.InvalidURL, UnicodeError) as exc:  # (idna.IDNAError is a UnicodeError)
             raise FetchFailed(url, f"invalid URL ({exc})") from exc
         if parsed.scheme not in ("http", "https") or not parsed.host:
             # fetch_page refuses it with the right reason.
