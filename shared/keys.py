@@ -30,6 +30,17 @@ JANITOR_LOCK = PREFIX + "janitor:lock"
 DUPLICATES_PREFIX = PREFIX + "duplicates:"
 """+ "v<signature version>:…": the near-duplicate index (services/enricher/duplicates.py)."""
 
+PARKED = PREFIX + "fetch:parked"
+"""Sorted set: submitted articles (their message, as JSON) waiting for their host's Retry-After
+→ when they go back to articles:submitted (Unix seconds, Redis clock; services/fetcher/crawl.py)."""
+ROBOTS_LOCK_PREFIX = PREFIX + "robots:lock:"
+"""+ origin: held (with an expiry) by the replica fetching that origin's robots.txt, so the
+others wait for its answer in the cache instead of asking the site too."""
+
+PARSE_KILLS_PREFIX = PREFIX + "parse:kills:"
+"""+ article id: how many parse workers that article's page killed (out of memory, crashed);
+expires after a day. The second makes the page permanent (services/parser/main.py)."""
+
 FEEDS = PREFIX + "feeds"
 """Hash: feed URL → its registration as JSON (every_s, added_at)."""
 FEEDS_DUE = PREFIX + "feeds:due"
@@ -52,8 +63,16 @@ def robots(origin: str) -> str:
     return ROBOTS_PREFIX + origin
 
 
+def robots_lock(origin: str) -> str:
+    return ROBOTS_LOCK_PREFIX + origin
+
+
 def fetched(article_id: str) -> str:
     return FETCHED_PREFIX + article_id
+
+
+def parse_kills(article_id: str) -> str:
+    return PARSE_KILLS_PREFIX + article_id
 
 
 def feed_state(url: str) -> str:

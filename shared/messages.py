@@ -7,11 +7,13 @@ Every event carries the article id, the submitted URL and a `trace` of when each
 
 import base64
 import hashlib
+import logging
 import zlib
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import idna
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -23,7 +25,13 @@ from pydantic import (
     model_validator,
 )
 
+logger = logging.getLogger("newsflow.messages")
+
 SCHEMA_VERSION = 1
+
+# Ids are 20 hex digits when newsflow derives them; a longer one was made by hand, and past a
+# few KB PostgreSQL's index on it would refuse the row (for ever).
+MAX_ID_CHARS = 256
 
 # Hard cap on a page carried in a message, whatever the fetcher's own (lower) limit says.
 MAX_HTML_BYTES = 10 * 1024 * 1024
@@ -62,6 +70,47 @@ def canonical_url(url: str) -> str:
          if not k.lower().startswith(_TRACKING_PARAMS)]
     )
     return urlunsplit((scheme, host, parts.path or "/", query, ""))
+
+
+def without_credentials(url: str) -> str:
+    """The URL without its user name and password (`https://admin:s3cret@host/` → `https://host/`):
+    newsflow never stores or shows them."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _check_host(host: str) -> None:
+    """Raise ValueError for a host name no resolver can look up (an invalid IDN such as
+    `xn--zz--.test`): better refused here, at once, than retried at every fetch."""
+    for label in host.rstrip(".").split("."):
+        if label.isascii() and not label.lower().startswith("xn--"):
+            continue  # plain ASCII (IP addresses too): left to the resolver, as browsers do
+        try:
+            if label.isascii():
+                idna.decode(label)
+            else:
+                # UTS 46 mapping, as browsers do: "Bücher" passes as "xn--bcher-kva".
+                idna.encode(label, uts46=True)
+        except (idna.IDNAError, UnicodeError) as error:
+            raise ValueError(f"invalid host name {host!r}: {error}") from None
+
+
+def _strip_nul(value: Any, path: str, found: list[str]) -> Any:
+    """`value` without NUL characters (PostgreSQL text and jsonb cannot hold them); the paths
+    where some were removed are appended to `found`."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            found.append(path)
+            return value.replace("\x00", "")
+        return value
+    if isinstance(value, dict):
+        return {_strip_nul(k, path, found): _strip_nul(v, f"{path}.{k}" if path else str(k), found)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strip_nul(v, path, found) for v in value]
+    return value
 
 
 def article_id(url: str | None = None, html: str | None = None) -> str:
@@ -112,6 +161,32 @@ class Event(BaseModel):
     url: str | None = None
     trace: dict[str, datetime] = Field(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        # A NUL costs nothing to drop and the article stays useful; kept, it would make the
+        # store refuse the article at every attempt. (The page itself is not stored: left as is.)
+        if isinstance(data, dict):
+            found: list[str] = []
+            data = {k: v if k == "html" else _strip_nul(v, str(k), found)
+                    for k, v in data.items()}
+            if found:
+                logger.warning("removed NUL characters from %s of %s", ", ".join(found),
+                               data.get("id") or data.get("url") or "an event")
+        return data
+
+    @field_validator("id")
+    @classmethod
+    def _id_size(cls, value: str) -> str:
+        if len(value) > MAX_ID_CHARS:
+            raise ValueError(f"id longer than {MAX_ID_CHARS} characters")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials(cls, url: str | None) -> str | None:
+        return without_credentials(url) if url else url
+
     @field_validator("schema_version")
     @classmethod
     def _known_version(cls, version: int) -> int:
@@ -127,7 +202,10 @@ class Event(BaseModel):
 
 
 class ArticleSubmitted(Event):
-    """Someone asked for an article: a URL to fetch, or raw HTML (with or without its URL)."""
+    """Someone asked for an article: a URL to fetch, or raw HTML (with or without its URL).
+
+    Its id is always derived here, from the URL (or the HTML): an `id` in the input is ignored,
+    so no submission can overwrite another article."""
 
     id: str = ""
     html: Html | None = None
@@ -137,23 +215,41 @@ class ArticleSubmitted(Event):
     @model_validator(mode="before")
     @classmethod
     def _derive_id(cls, data: Any) -> Any:
-        if isinstance(data, dict) and not data.get("id"):
-            if not data.get("url") and data.get("html") is None:
-                raise ValueError("an article needs a url or html")
-            html = data.get("html")
-            html = _decompress_html(html) if html is not None else None
-            data = {**data, "id": article_id(data.get("url"), html)}
-        return data
+        if not isinstance(data, dict):
+            return data
+        url, html = data.get("url"), data.get("html")
+        if not url and html is None:
+            raise ValueError("an article needs a url or html")
+        if (url is not None and not isinstance(url, str)) or (
+                html is not None and not isinstance(html, str)):
+            # Wrong types: the field validators refuse them, each with its reason.
+            return {**data, "id": ""}
+        if url:
+            url = http_url(url)
+        html = _decompress_html(html) if html is not None else None
+        return {**data, "id": article_id(url, html)}
 
     @field_validator("url")
     @classmethod
-    def _http_url(cls, url: str | None) -> str | None:
-        if url is not None:
-            parts = urlsplit(url.strip())
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"not an http(s) URL: {url!r}")
-            return url.strip()
-        return url
+    def _valid_url(cls, url: str | None) -> str | None:
+        return without_credentials(http_url(url)) if url is not None else url
+
+
+def http_url(url: str) -> str:
+    """`url` stripped, if it is an http(s) URL a fetch could ever reach; else ValueError."""
+    url = url.strip()
+    if any(ord(c) < 32 or ord(c) == 127 for c in url):
+        raise ValueError(f"control character in URL: {url!r}")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range or not a number
+    except ValueError as error:
+        raise ValueError(f"not an http(s) URL: {url!r} ({error})") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    _check_host(host)
+    return url
 
 
 class ArticleFetched(Event):
@@ -166,6 +262,11 @@ class ArticleFetched(Event):
     size_bytes: int = 0
     elapsed_ms: float = 0.0
     fetched_at: datetime = Field(default_factory=now)
+
+    @field_validator("final_url")
+    @classmethod
+    def _final_url(cls, url: str | None) -> str | None:
+        return without_credentials(url) if url else url
 
 
 class Entity(BaseModel):
@@ -196,6 +297,11 @@ class ArticleContent(Event):
     tags: list[str] = Field(default_factory=list)
     words: int = 0  # as word processors count them: in Chinese and Japanese, each character
     paywalled: bool = False
+
+    @field_validator("final_url", "canonical_url", "image")
+    @classmethod
+    def _urls(cls, url: str | None) -> str | None:
+        return without_credentials(url) if url else url
 
     @computed_field  # type: ignore[prop-decorator]  # pydantic's documented pattern
     @property

@@ -82,7 +82,12 @@ class Settings(BaseSettings):
     retry_backoff_s: float = 0.5
     """Base of the exponential backoff between attempts (with full jitter)."""
     retry_after_max_s: float = 10.0
-    """The longest Retry-After waited within a delivery; a longer one ends the delivery."""
+    """The longest Retry-After waited within a delivery; a longer one parks the URL until then
+    (every replica leaves the host alone meanwhile)."""
+    retry_after_park_max_s: float = 86_400.0
+    """The longest Retry-After a URL is parked for; a longer one dead-letters the article
+    ("retry after <time>"): news that late is stale, and `newsflow dead retry` can send it
+    again."""
     fetch_history_days: int = 90
     """How long a fetched URL is remembered (not fetched again, and its ETag/Last-Modified)."""
     max_source_bytes: int = 50 * 1024 * 1024
@@ -96,6 +101,11 @@ class Settings(BaseSettings):
     parse_workers: int = 1
     """Processes that run extraction, so the event loop keeps consuming and acking."""
     parse_timeout_s: float = 30.0
+    parse_memory_mb: int = 1024
+    """Address space each parse worker may use (RLIMIT_AS; 0: no cap). A page that needs more
+    is retried once, then dead-lettered as permanent."""
+    parse_max_elements: int = 200_000
+    """Pages with more elements are refused before parsing (their tree would take gigabytes)."""
 
     # Every stage serves /health and /metrics (Prometheus) on this port; 0 picks a free one.
     metrics_port: int = 9000
@@ -109,7 +119,8 @@ class Settings(BaseSettings):
     index_batch: int = 100
 
     # Search API.
-    api_host: str = "0.0.0.0"  # noqa: S104 -- the API serves other containers.
+    api_host: str = "127.0.0.1"
+    """Where the API listens: loopback unless configured (compose sets 0.0.0.0 for its port)."""
     api_port: int = 8000
 
     log_level: str = "INFO"

@@ -6,6 +6,8 @@ import asyncio
 import hashlib
 import html
 import json
+import logging
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
@@ -15,6 +17,8 @@ import asyncpg
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from shared.messages import ArticleEnriched, reading_minutes
+
+logger = logging.getLogger("newsflow.store")
 
 # ISO 639-1 → PostgreSQL text-search configuration; anything else is searched as `simple`.
 TS_CONFIGS: dict[str, str] = {
@@ -181,10 +185,84 @@ def _row(article: ArticleEnriched) -> tuple[Any, ...]:
     )
 
 
+# What the store keeps of a title and a description: more is not one (a page's whole text in its
+# <title>), and capped here the text alone decides whether the document fits a tsvector.
+MAX_TITLE_CHARS = 2_000
+MAX_DESCRIPTION_CHARS = 10_000
+
+# PostgreSQL refuses a tsvector whose lexemes and positions take over 1 MB ("string is too long
+# for tsvector"). How much text makes that many depends on its words (measured: 0.9 to 2.5 bytes
+# of tsvector per byte of text, hyphenated and URL-like words costing most), so below this size
+# nothing is checked, and above it PostgreSQL itself says whether the document fits.
+_TSVECTOR_CHECK_BYTES = 128 * 1024
+_TSVECTOR_SIZE = re.compile(r"\((\d+) bytes, max (\d+) bytes\)")
+_DOCUMENT = """SELECT (setweight(to_tsvector($1::regconfig, $2), 'A') ||
+    setweight(to_tsvector($1::regconfig, $3), 'B') ||
+    setweight(to_tsvector($1::regconfig, $4), 'C')) IS NOT NULL"""
+
+
+def _cut(text: str, chars: int) -> str:
+    """`text` cut to at most `chars` characters, at a space when one is near the end."""
+    if len(text) <= chars:
+        return text
+    cut = text[:chars]
+    space = cut.rfind(" ")
+    return cut[:space] if space > chars * 0.9 else cut
+
+
+def _capped_fields(article: ArticleEnriched) -> ArticleEnriched:
+    update: dict[str, str] = {}
+    if len(article.title) > MAX_TITLE_CHARS:
+        update["title"] = _cut(article.title, MAX_TITLE_CHARS)
+    if article.description and len(article.description) > MAX_DESCRIPTION_CHARS:
+        update["description"] = _cut(article.description, MAX_DESCRIPTION_CHARS)
+    if update:
+        logger.warning("capped the %s of %s to %d and %d characters", " and ".join(update),
+                       article.id, MAX_TITLE_CHARS, MAX_DESCRIPTION_CHARS,
+                       extra={"article_id": article.id})
+        article = article.model_copy(update=update)
+    return article
+
+
+async def _fit_tsvector(
+    conn: "asyncpg.pool.PoolConnectionProxy[Any]", article: ArticleEnriched
+) -> ArticleEnriched:
+    """The article, its text cut (with a logged reason) until its document fits a tsvector: a
+    searchable start of a huge text is worth more than an article the store refuses for ever."""
+    article = _capped_fields(article)
+    config = TS_CONFIGS.get(article.language or "und", "simple")
+    text, original = article.text, len(article.text)
+    size = len(article.title.encode()) + len((article.description or "").encode())
+    if size + len(text.encode()) <= _TSVECTOR_CHECK_BYTES:
+        return article
+    for _ in range(8):
+        try:
+            await conn.fetchval(_DOCUMENT, config, article.title, article.description or "",
+                                text)
+        except asyncpg.ProgramLimitExceededError as error:
+            found = _TSVECTOR_SIZE.search(str(error))
+            if "tsvector" not in str(error) or not text:
+                raise
+            share = int(found[2]) / int(found[1]) if found else 0.5
+            # 10 % under the proportional share: the tsvector does not grow quite linearly.
+            text = _cut(text, int(len(text) * share * 0.9))
+            continue
+        if len(text) < original:
+            logger.warning("capped the text of %s from %d to %d characters: its words were "
+                           "more than a PostgreSQL tsvector holds (1 MB)", article.id, original,
+                           len(text), extra={"article_id": article.id})
+            article = article.model_copy(update={"text": text})
+        return article
+    raise ValueError(f"the text of {article.id} does not fit a tsvector however cut")
+
+
 async def upsert_articles(pool: asyncpg.Pool, articles: list[ArticleEnriched]) -> None:
-    """Insert or update by id, in one transaction; unchanged content is not rewritten."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.executemany(_UPSERT, [_row(a) for a in articles])
+    """Insert or update by id, in one transaction; unchanged content is not rewritten. A title,
+    description or text too large for the store is cut, with a logged reason."""
+    async with pool.acquire() as conn:
+        fitted = [await _fit_tsvector(conn, a) for a in articles]
+        async with conn.transaction():
+            await conn.executemany(_UPSERT, [_row(a) for a in fitted])
 
 
 # --- Queries ---------------------------------------------------------------------------------
@@ -207,6 +285,12 @@ Country = Annotated[Annotated[str, Field(pattern=r"^[A-Za-z]{2}$")] | None, Blan
 Source = Annotated[Annotated[str, Field(max_length=253)] | None, Blank]
 
 
+# The days a filter may name: the end of `until` (the next midnight) must still be a date, in
+# Python as in PostgreSQL.
+MIN_DAY = date(1, 1, 1)
+MAX_DAY = date(9999, 12, 30)
+
+
 class SearchFilters(BaseModel):
     """What to look for: words (web-search syntax) and filters, all optional and combinable."""
 
@@ -222,8 +306,10 @@ class SearchFilters(BaseModel):
     organization: Name = Field(None, description="An organisation named in the article.")
     place: Name = Field(None, description="A place named in the article.")
     country: Country = Field(None, description="ISO 3166 alpha-2 code, e.g. IR.")
-    since: date | None = Field(None, description="Published on or after this day (UTC).")
-    until: date | None = Field(None, description="Published on or before this day (UTC).")
+    since: date | None = Field(None, ge=MIN_DAY, le=MAX_DAY,
+                               description="Published on or after this day (UTC).")
+    until: date | None = Field(None, ge=MIN_DAY, le=MAX_DAY,
+                               description="Published on or before this day (UTC).")
     has_duplicates: bool | None = Field(None, description=(
         "true: only stories published more than once (the article is a duplicate or has "
         "duplicates); false: only stories published once."))
@@ -249,7 +335,7 @@ class SearchQuery(SearchFilters):
     recency: float = Field(1.0, ge=0, le=10, description=(
         "Recency boost for relevance: a story published today scores up to (1 + recency) times "
         "its text rank; 0 turns it off."))
-    half_life_days: float = Field(30.0, gt=0, le=3650,
+    half_life_days: float = Field(30.0, ge=0.01, le=3650,
                                   description="Days after which the recency boost halves.")
     collapse: bool = Field(True, description=(
         "Fold duplicates (articles whose duplicate_of is another indexed article) under their "
@@ -395,8 +481,10 @@ def _search_sql(query: SearchQuery, arg: _Args) -> str:
     if q:
         tsq = f"websearch_to_tsquery(a.ts_config, {arg(q)})"
         # The boost decays from the start of today, so the order is stable while paging.
-        boost = (f"coalesce(power(0.5, greatest(extract(epoch FROM date_trunc('day', now()) "
-                 f"- a.published), 0) / 86400.0 / {arg(query.half_life_days)}::float8), 0)")
+        # Past 1,000 half-lives the boost is nil; capped there, power() cannot underflow (an
+        # error in PostgreSQL) for an old article and a short half-life.
+        boost = (f"coalesce(power(0.5, least(greatest(extract(epoch FROM date_trunc('day', now()) "
+                 f"- a.published), 0) / 86400.0 / {arg(query.half_life_days)}::float8, 1000)), 0)")
         score = f"ts_rank_cd(a.document, {tsq}) * (1 + {arg(query.recency)}::float8 * {boost})"
         snippet = f"ts_headline(a.ts_config, a.text, {tsq}, '{_HEADLINE_OPTIONS}')"
     else:

@@ -6,7 +6,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -27,13 +27,43 @@ from services.fetcher.fetch import (
 )
 from services.fetcher.politeness import HostBusy, HostGate, RobotsCache, RobotsTxt, origin_of
 from shared import keys
-from shared.messages import ArticleFetched, ArticleIndexed, ArticleSubmitted
+from shared.messages import (
+    ArticleFetched,
+    ArticleIndexed,
+    ArticleSubmitted,
+    without_credentials,
+)
 from shared.settings import Settings
-from shared.streams import FETCHED, INDEXED, SUBMITTED, Stream
+from shared.streams import DATA_FIELD, FETCHED, INDEXED, SUBMITTED, Stream
 
 logger = logging.getLogger("newsflow.fetcher")
 
 _LEASE_MARGIN_S = 5.0
+
+_PARK_AFTER_S = 30.0
+"""A host free again sooner than this: the article goes back to the end of the queue (cheap, and
+the replica serves other hosts meanwhile). Later: it is parked until then, not cycled through
+the queue thousands of times."""
+
+# Park: the member is the article's message, the score when it is due (Redis's clock).
+_PARK = """
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[1], tonumber(t[1]) + tonumber(ARGV[1]), ARGV[2])
+return 0
+"""
+
+# Unpark: the articles now due go back to articles:submitted, each moved once, atomically, by
+# whichever replica runs this first.
+_UNPARK = """
+local t = redis.call('TIME')
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', tonumber(t[1]),
+                       'LIMIT', 0, tonumber(ARGV[1]))
+for _, message in ipairs(due) do
+  redis.call('XADD', KEYS[2], '*', ARGV[2], message)
+  redis.call('ZREM', KEYS[1], message)
+end
+return #due
+"""
 
 
 class DisallowedByRobots(FetchFailed):
@@ -69,7 +99,7 @@ class FetchHistory:
         # (redis-py's Mapping type wants every key and value type it can send.)
         fields: dict[Any, Any] = {
             "url": page.url,
-            "final_url": page.final_url,
+            "final_url": without_credentials(page.final_url),
             "status": str(page.status),
             "fetched_at": datetime.now(UTC).isoformat(),
         }
@@ -78,6 +108,42 @@ class FetchHistory:
                                      ("last_modified", page.last_modified)) if v}
         tx.hset(keys.fetched(article_id), mapping=fields)
         tx.expire(keys.fetched(article_id), self.ttl_s)
+
+
+class Parking:
+    """Submitted articles whose host asked to be left alone for a while (Retry-After, or a
+    delay already that long): kept in Redis until then, then put back in articles:submitted."""
+
+    def __init__(self, client: aioredis.Redis, interval_s: float = 1.0, batch: int = 100) -> None:
+        self.client = client
+        self.interval_s = interval_s
+        self.batch = batch
+        self._park = client.register_script(_PARK)
+        self._unpark = client.register_script(_UNPARK)
+
+    async def park(self, event: ArticleSubmitted, seconds: float) -> None:
+        await self._park(keys=[keys.PARKED], args=[max(0.0, seconds), event.model_dump_json()])
+
+    async def unpark_due(self) -> int:
+        """Put the articles now due back in articles:submitted; how many."""
+        moved: Any = await self._unpark(keys=[keys.PARKED, SUBMITTED.name],
+                                        args=[self.batch, DATA_FIELD])
+        return int(moved)
+
+    async def run(self) -> None:
+        """Unpark what is due, every `interval_s`, for the life of the replica."""
+        while True:
+            try:
+                moved = await self.unpark_due()
+                if moved:
+                    logger.info("unparked %d articles: their hosts may be asked again", moved)
+                if moved >= self.batch:
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # Redis away: the next round tries again
+                logger.warning("could not unpark due articles", exc_info=True)
+            await asyncio.sleep(self.interval_s)
 
 
 class Crawler:
@@ -96,8 +162,11 @@ class Crawler:
         self.gate = HostGate(
             redis, settings.host_concurrency, settings.fetch_timeout_s + _LEASE_MARGIN_S
         )
-        self.robots = RobotsCache(redis, settings.robots_cache_s)
+        # A robots.txt fetch waits for its host, then takes up to the fetch timeout.
+        self.robots = RobotsCache(redis, settings.robots_cache_s, lock_s=settings.host_wait_max_s
+                                  + settings.fetch_timeout_s + _LEASE_MARGIN_S)
         self.history = FetchHistory(redis, settings.fetch_history_days)
+        self.parking = Parking(redis)
 
     async def fetch(
         self,
@@ -113,7 +182,8 @@ class Crawler:
         settings = self.settings
         try:
             parsed = httpx.URL(url)
-        except httpx.InvalidURL as exc:
+            parsed.host  # noqa: B018 -- decodes an IDN host: an invalid one raises IDNAError here
+        except (httpx.InvalidURL, UnicodeError) as exc:  # (idna.IDNAError is a UnicodeError)
             raise FetchFailed(url, f"invalid URL ({exc})") from exc
         if parsed.scheme not in ("http", "https") or not parsed.host:
             # fetch_page refuses it with the right reason.
@@ -155,8 +225,10 @@ class Crawler:
             except FetchUnavailable as exc:
                 retry_after = exc.retry_after_s
                 if retry_after is not None:
-                    # The host asked everyone to wait, not only this request.
-                    await self.gate.back_off(host, min(retry_after, settings.retry_after_max_s))
+                    # The host asked everyone to wait, not only this request: all of its URLs
+                    # wait (parked when that is long), across every replica.
+                    await self.gate.back_off(
+                        host, min(retry_after, settings.retry_after_park_max_s))
                 if attempt == attempts:
                     raise
                 if retry_after is not None and retry_after > settings.retry_after_max_s:
@@ -190,10 +262,11 @@ class Crawler:
             return RobotsTxt(origin, "missing", reason=exc.reason)
         return RobotsTxt(origin, "ok", page.raw.decode("utf-8", errors="replace"))
 
-    async def fetch_article(self, event: ArticleSubmitted) -> Outcome:
+    async def fetch_article(self, event: ArticleSubmitted) -> Outcome | None:
         """Decide and do what the fetcher does with a submitted article: take the HTML given,
         skip a URL fetched before (unless `refresh`), fetch it (conditionally when it was fetched
-        before), or put it back in the queue when its host is too busy to wait for."""
+        before), put it back in the queue when its host is too busy to wait for, or park it
+        (None: nothing to emit) when its host asked to be left alone for longer."""
         if event.html is not None:
             size = len(event.html.encode())
             logger.info("received %s %s %d KB of HTML", event.id, event.url or "(no url)",
@@ -211,9 +284,8 @@ class Crawler:
                                                    trace=event.traced("fetched")))
         try:
             page = await self.fetch(url, validators=before, key=event.id)
-        except HostBusy as exc:
-            logger.info("deferred %s %s: %s; back in the queue", event.id, url, exc)
-            return Outcome(SUBMITTED, event)
+        except (HostBusy, FetchUnavailable) as exc:
+            return await self._later(event, url, exc)
         if page.not_modified:
             logger.info("unchanged %s %s 304", event.id, url)
             return Outcome(INDEXED, ArticleIndexed(id=event.id, url=event.url,
@@ -225,6 +297,36 @@ class Crawler:
             content_type=page.content_type, html=page.html, size_bytes=page.size_bytes,
             elapsed_ms=page.elapsed_ms, trace=event.traced("fetched"),
         ), page)
+
+    async def _later(
+        self, event: ArticleSubmitted, url: str, exc: HostBusy | FetchUnavailable
+    ) -> Outcome | None:
+        """What becomes of an article its host cannot take now: back in the queue (a short
+        wait), parked until the host may be asked again (None), or raised on (retried later by
+        the delivery; dead for a Retry-After beyond NEWSFLOW_RETRY_AFTER_PARK_MAX_S)."""
+        if isinstance(exc, HostBusy):
+            if exc.ready_in_s is not None and exc.ready_in_s > _PARK_AFTER_S:
+                await self._park(event, exc.ready_in_s, str(exc))
+                return None
+            logger.info("deferred %s %s: %s; back in the queue", event.id, url, exc)
+            return Outcome(SUBMITTED, event)
+        wait = exc.retry_after_s
+        if wait is None or wait <= self.settings.retry_after_max_s:
+            raise exc
+        if wait > self.settings.retry_after_park_max_s:
+            until = datetime.now(UTC) + timedelta(seconds=wait)
+            raise FetchFailed(url, f"{exc.reason}; retry after {until:%Y-%m-%d %H:%M} UTC, "
+                                   "beyond NEWSFLOW_RETRY_AFTER_PARK_MAX_S "
+                                   f"({self.settings.retry_after_park_max_s:g} s)",
+                              exc.status) from None
+        await self._park(event, wait, exc.reason)
+        return None
+
+    async def _park(self, event: ArticleSubmitted, seconds: float, reason: str) -> None:
+        await self.parking.park(event, seconds)
+        until = datetime.now(UTC) + timedelta(seconds=seconds)
+        logger.info("parked %s %s until %s: %s", event.id, event.url, until.isoformat(
+            timespec="seconds"), reason, extra={"article_id": event.id})
 
     def remembering(
         self, event: ArticleSubmitted, outcome: Outcome

@@ -253,6 +253,10 @@ async def _follow(
             raise FetchUnavailable(str(target), f"timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
             raise FetchUnavailable(str(target), f"{type(exc).__name__}: {exc}") from exc
+        except UnicodeError as exc:
+            # httpx reads a redirect's Location as the response arrives: an invalid IDN there
+            # (idna.IDNAError) is the site's answer, the same at every attempt.
+            raise FetchFailed(str(target), f"invalid URL in the answer ({exc})") from exc
         redirects += 1
         next_target = _parse_url(location, base=target)
         logger.debug("redirect %d %s -> %s", redirects, target, next_target)
@@ -284,10 +288,12 @@ def _not_modified(requested: str, url: httpx.URL, response: httpx.Response) -> F
 
 def _parse_url(url: str, base: httpx.URL | None = None) -> httpx.URL:
     try:
-        return base.join(url) if base is not None else httpx.URL(url)
-    except httpx.InvalidURL as exc:
+        parsed = base.join(url) if base is not None else httpx.URL(url)
+        parsed.host  # noqa: B018 -- decodes an IDN host: an invalid one raises IDNAError here
+    except (httpx.InvalidURL, UnicodeError) as exc:  # (idna.IDNAError is a UnicodeError)
         where = f"{base}: redirect to " if base is not None else ""
         raise FetchFailed(f"{where}{url}", f"invalid URL ({exc})") from exc
+    return parsed
 
 
 async def _checked_addresses(url: httpx.URL, settings: Settings, resolve: Resolver) -> list[str]:

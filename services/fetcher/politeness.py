@@ -66,9 +66,13 @@ replicas do not poll in step)."""
 class HostBusy(TransientError):
     """A host's slot did not come within the wait allowed (its cap or delay is in use)."""
 
-    def __init__(self, host: str, waited_s: float) -> None:
-        super().__init__(f"host {host} busy: no slot after {waited_s:.1f} s")
+    def __init__(self, host: str, waited_s: float, ready_in_s: float | None = None) -> None:
+        later = f"; next request in {ready_in_s:.0f} s" if ready_in_s is not None else ""
+        super().__init__(f"host {host} busy: no slot after {waited_s:.1f} s{later}")
         self.host = host
+        self.ready_in_s = ready_in_s
+        """How long until the host may be asked again (its delay or a Retry-After), when it is
+        that and not its slots that keep the request waiting."""
 
 
 class HostGate:
@@ -101,7 +105,7 @@ class HostGate:
             wait_s = wait_ms / 1000 if wait_ms > 0 else random.uniform(*_FULL_POLL_S)  # noqa: S311 -- jitter, not security
             waited = time.monotonic() - started
             if waited + wait_s > max_wait_s:
-                raise HostBusy(host, waited)
+                raise HostBusy(host, waited, wait_s if wait_ms > 0 else None)
             await asyncio.sleep(wait_s)
         try:
             yield
@@ -160,12 +164,31 @@ def origin_of(url: str) -> str:
     return f"{parsed.scheme}://{host}:{port}"
 
 
-class RobotsCache:
-    """robots.txt per origin, kept in Redis for `ttl_s` so replicas fetch it once between them."""
+# Delete the lock only if it is still ours (it may have expired and been taken by another).
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 
-    def __init__(self, client: aioredis.Redis, ttl_s: int) -> None:
+_LOCK_POLL_S = (0.05, 0.15)
+"""How often a replica waiting for another's robots.txt fetch looks in the cache."""
+
+
+class RobotsCache:
+    """robots.txt per origin, kept in Redis for `ttl_s` so replicas fetch it once between them.
+
+    One fetch per origin at a time: concurrent fetches in a replica share one request (a single
+    flight), and across replicas a lock in Redis (expiring after `lock_s`, the longest a robots.txt
+    fetch may take) makes the others wait for the answer in the cache."""
+
+    def __init__(self, client: aioredis.Redis, ttl_s: int, lock_s: float = 60.0) -> None:
         self.client = client
         self.ttl_s = ttl_s
+        self.lock_ms = max(1, int(lock_s * 1000))
+        self._flights: dict[str, asyncio.Future[RobotsTxt]] = {}
+        self._unlock = client.register_script(_UNLOCK)
 
     async def cached(self, origin: str) -> RobotsTxt | None:
         raw: Any = await self.client.get(keys.robots(origin))
@@ -180,11 +203,35 @@ class RobotsCache:
         await self.client.set(keys.robots(robots.origin), value, ex=max(1, ttl))
 
     async def get(self, origin: str, fetch: RobotsFetcher) -> RobotsTxt:
-        """The origin's robots.txt, from the cache, else fetched with `fetch` and cached."""
+        """The origin's robots.txt, from the cache, else fetched with `fetch` (once, however many
+        ask at the same time) and cached."""
         robots = await self.cached(origin)
-        if robots is None:
-            robots = await fetch(origin)
-            await self.store(robots)
-            logger.info("robots %s %s%s", origin, robots.status,
-                        f" ({robots.reason})" if robots.reason else "")
-        return robots
+        if robots is not None:
+            return robots
+        flight = self._flights.get(origin)
+        if flight is None:
+            flight = asyncio.ensure_future(self._fetch_once(origin, fetch))
+            self._flights[origin] = flight
+            flight.add_done_callback(lambda _: self._flights.pop(origin, None))
+        # Shielded: one caller cancelled (its delivery timed out) must not cancel the others'.
+        return await asyncio.shield(flight)
+
+    async def _fetch_once(self, origin: str, fetch: RobotsFetcher) -> RobotsTxt:
+        """Fetch and cache the robots.txt unless another replica is doing it: then its answer,
+        from the cache (or our own fetch, if its lock expires first)."""
+        lock, token = keys.robots_lock(origin), secrets.token_hex(8)
+        while not await self.client.set(lock, token, nx=True, px=self.lock_ms):
+            await asyncio.sleep(random.uniform(*_LOCK_POLL_S))  # noqa: S311 -- jitter, not security
+            robots = await self.cached(origin)
+            if robots is not None:
+                return robots
+        try:
+            robots = await self.cached(origin)  # cached while we waited for the lock
+            if robots is None:
+                robots = await fetch(origin)
+                await self.store(robots)
+                logger.info("robots %s %s%s", origin, robots.status,
+                            f" ({robots.reason})" if robots.reason else "")
+            return robots
+        finally:
+            await asyncio.shield(self._unlock(keys=[lock], args=[token]))

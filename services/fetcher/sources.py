@@ -5,13 +5,14 @@ import io
 import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Iterator
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import feedparser
 
 from services.fetcher.content import GZIP_MAGIC, Decompressor
 from services.fetcher.fetch import FetchedPage
 from shared.errors import PermanentError
+from shared.messages import http_url
 
 logger = logging.getLogger("newsflow.sources")
 
@@ -26,8 +27,13 @@ class SourceError(PermanentError):
 
 
 def _http_url(url: str) -> bool:
-    parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+    """Whether an article could be submitted with this URL (an entry that could not would fail
+    the whole feed's submission)."""
+    try:
+        http_url(url)
+    except ValueError:
+        return False
+    return True
 
 
 def _unique(urls: Iterator[str]) -> list[str]:

@@ -147,7 +147,8 @@ async def test_openapi_documents_every_endpoint_and_parameter(api: httpx.AsyncCl
 async def test_the_search_page_is_served(api: httpx.AsyncClient) -> None:
     page = await api.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert 'id="q"' in page.text and "fetch(" in page.text
+    assert 'id="q"' in page.text and 'src="static/search.js"' in page.text
+    assert "fetch(" in (await api.get("/static/search.js")).text
     assert "default-src 'self'" in page.headers["content-security-policy"]
 
 

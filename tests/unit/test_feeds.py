@@ -72,6 +72,15 @@ def test_rss_entries_absolute_in_order_without_duplicates() -> None:
     ]
 
 
+def test_entries_no_article_could_be_submitted_with_are_left_out() -> None:
+    feed = b"""<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>
+<item><link>http://xn--zz--.test/bad-idn</link></item>
+<item><link>https://news.example:99999/bad-port</link></item>
+<item><link>https://news.example/good</link></item>
+</channel></rss>"""
+    assert feed_entries(feed, "https://news.example/feed") == ["https://news.example/good"]
+
+
 def test_atom_entries_take_the_alternate_link() -> None:
     assert feed_entries(ATOM, "https://news.example/atom") == [
         "https://news.example/a", "https://news.example/b"]

@@ -247,6 +247,15 @@ async def test_a_redirect_without_location_is_permanent() -> None:
         await fetch(recorder, "http://news.example/")
 
 
+async def test_an_invalid_international_host_is_permanent_not_a_crash() -> None:
+    recorder = Recorder({"news.example/": redirect("http://xn--zz--.test/x")})
+    with pytest.raises(FetchFailed, match=r"invalid URL.*hyphen") as caught:
+        await fetch(recorder, "http://news.example/")
+    assert not isinstance(caught.value, FetchUnavailable)
+    with pytest.raises(FetchFailed, match="invalid URL"):
+        await fetch(Recorder({}), "http://xn--zz--.test/")
+
+
 # --- the SSRF guard --------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from shared.messages import (
     MAX_HTML_BYTES,
+    ArticleEnriched,
     ArticleFetched,
     ArticleParsed,
     ArticleSubmitted,
@@ -89,3 +90,81 @@ def test_reading_time_follows_the_word_count() -> None:
     # A reader of an older or newer writer ignores it on input: it is derived.
     assert ArticleParsed.model_validate({"id": "a", "words": 230, "reading_minutes": 99}
                                         ).reading_minutes == 1
+
+
+# --- bad input is refused at once, with its reason ---------------------------------------------
+
+
+@pytest.mark.parametrize(("fields", "where"), [
+    ({"url": 123}, "url"), ({"url": ["https://example.com/"]}, "url"),
+    ({"url": {"a": 1}}, "url"), ({"html": 5}, "html"), ({"html": ["<p>x</p>"]}, "html"),
+    ({"url": "https://example.com/", "html": 5}, "html"),
+])
+def test_submitted_refuses_wrong_types_as_invalid_not_as_a_crash(
+    fields: dict[str, object], where: str
+) -> None:
+    with pytest.raises(ValidationError, match="valid string") as refused:
+        ArticleSubmitted.model_validate(fields)
+    assert [e["loc"] for e in refused.value.errors()] == [(where,)]
+
+
+@pytest.mark.parametrize("url", [
+    "http://xn--zz--.test/", "https://xn--a.example/", "http://exa\u200bmple\u0000.com/",
+    "http://ex ample.com/\x00", "https://example.com:99999/", "http://a.test/a\nb",
+])
+def test_submitted_refuses_urls_no_fetch_could_reach(url: str) -> None:
+    with pytest.raises(ValidationError, match=r"invalid host name|control character|not an http"):
+        ArticleSubmitted.model_validate_json(json.dumps({"url": url}))
+
+
+def test_submitted_accepts_international_and_plain_host_names() -> None:
+    for url in ("https://bücher.example/a", "https://xn--bcher-kva.example/a",
+                "http://my_host.example/", "http://127.0.0.1:8080/", "http://[::1]/"):
+        assert ArticleSubmitted(url=url).url == url
+
+
+def test_a_submitted_id_is_ignored_the_id_is_derived() -> None:
+    taken = article_id("https://example.com/victim")
+    by_url = ArticleSubmitted.model_validate({"id": taken, "url": "https://example.com/other"})
+    assert by_url.id == article_id("https://example.com/other")
+    by_html = ArticleSubmitted.model_validate({"id": taken, "html": "<p>mine</p>"})
+    assert by_html.id == article_id(html="<p>mine</p>")
+    # On the wire too, and the same id whichever way it is sent.
+    wire = json.dumps({"id": taken, "url": "https://example.com/other", "html": "<p>x</p>"})
+    assert ArticleSubmitted.model_validate_json(wire).id == article_id(
+        "https://example.com/other")
+
+
+def test_credentials_are_stripped_from_urls_and_ids_do_not_depend_on_them() -> None:
+    event = ArticleSubmitted(url="https://admin:s3cret@example.com/a?x=1")
+    assert event.url == "https://example.com/a?x=1"
+    assert event.id == article_id("https://example.com/a?x=1")
+    fetched = ArticleFetched(id="a", url="https://u:p@example.com/", html="<p/>",
+                             final_url="https://u:p@example.com/b")
+    assert (fetched.url, fetched.final_url) == ("https://example.com/", "https://example.com/b")
+    parsed = ArticleParsed(id="a", canonical_url="https://u@example.com/c",
+                           image="https://u:p@img.example/i.png")
+    assert (parsed.canonical_url, parsed.image) == ("https://example.com/c",
+                                                    "https://img.example/i.png")
+    assert "s3cret" not in event.model_dump_json()
+
+
+def test_nul_characters_are_removed_from_every_text_with_a_logged_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    wire = json.dumps({
+        "id": "a\x00b", "title": "Head\x00line", "text": "Body\x00", "authors": ["A\x00"],
+        "entities": [{"name": "Te\x00hran", "type": "place"}], "keywords": ["k\x00"],
+        "trace": {"parsed\x00": "2026-01-01T00:00:00Z"},
+    })
+    with caplog.at_level("WARNING", logger="newsflow.messages"):
+        event = ArticleEnriched.model_validate_json(wire)
+    assert "\x00" not in event.model_dump_json().replace("\\u0000", "\x00")
+    assert (event.id, event.title, event.text, event.authors) == ("ab", "Headline", "Body", ["A"])
+    assert event.entities[0].name == "Tehran" and set(event.trace) == {"parsed"}
+    assert "removed NUL characters from id, title, text, authors" in caplog.text
+
+
+def test_an_id_of_unbounded_length_is_refused() -> None:
+    with pytest.raises(ValidationError, match="id longer than"):
+        ArticleParsed(id="x" * 10_000)

@@ -3,12 +3,13 @@
 import multiprocessing
 import operator
 import os
+import signal
 import threading
 import time
 
 import pytest
 
-from services.parser.workers import WorkerPool, _serve
+from services.parser.workers import WorkerDied, WorkerPool, _serve
 
 
 @pytest.fixture
@@ -78,3 +79,46 @@ def test_a_worker_whose_pool_was_killed_ends_quietly() -> None:
             raise ConnectionResetError(104, "Connection reset by peer")
 
     _serve(Reset())  # type: ignore[arg-type]  # returns; raising would print a traceback
+
+
+def allocate(megabytes: int) -> int:
+    """A job that needs `megabytes` of memory at once."""
+    return len(bytearray(megabytes * 1024 * 1024))
+
+
+def die() -> None:
+    """A job whose process is killed under it (as the kernel's out-of-memory killer would)."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+async def test_a_job_over_the_memory_cap_fails_and_its_worker_is_replaced() -> None:
+    pool = WorkerPool(1, memory_mb=256)
+    try:
+        assert await pool.run(30, allocate, 64) == 64 * 1024 * 1024  # under the cap
+        worker = pool.pids[0]
+        with pytest.raises(WorkerDied, match="ran out of memory \\(the cap is 256 MB\\)"):
+            await pool.run(30, allocate, 1024)
+        assert pool.pids[0] != worker and not _alive(worker)
+        assert await pool.run(30, allocate, 64) == 64 * 1024 * 1024
+    finally:
+        pool.close()
+
+
+async def test_without_a_cap_the_same_job_runs() -> None:
+    pool = WorkerPool(1, memory_mb=0)
+    try:
+        assert await pool.run(30, allocate, 300) == 300 * 1024 * 1024
+    finally:
+        pool.close()
+
+
+async def test_a_worker_killed_mid_job_is_reported_and_replaced(pool: WorkerPool) -> None:
+    try:
+        with pytest.raises(WorkerDied, match="died during the job \\(killed by signal 9\\)"):
+            await pool.run(30, die)
+        assert await pool.run(30, operator.add, 2, 2) == 4
+        # A late job is still a timeout, not a death.
+        with pytest.raises(TimeoutError):
+            await pool.run(0.3, time.sleep, 30)
+    finally:
+        pool.close()
