@@ -55,6 +55,9 @@ from tests.servers import PostgresServer, RedisServer  # noqa: E402
 
 WORKERS = ("fetcher", "parser", "enricher", "indexer")
 
+_STARTED: list[Any] = []
+"""What a run started (servers, replicas): stopped by main() however the run ends."""
+
 
 @dataclass
 class Replicas:
@@ -160,6 +163,7 @@ async def run(n: int, replicas: int, kill_every: float, timeout: float, seed: in
     postgres = PostgresServer(Path(tempfile.mkdtemp(prefix="newsflow-chaos-pg-")))
     redis_server.start()
     postgres.start()
+    _STARTED.extend([redis_server, postgres])
 
     def say(text: str) -> None:
         if verbose:
@@ -190,6 +194,7 @@ async def run(n: int, replicas: int, kill_every: float, timeout: float, seed: in
         }
         stages = Replicas(env, work / "logs")
         stages.logs.mkdir()
+        _STARTED.append(stages)
         for stage in WORKERS:
             for _ in range(replicas):
                 stages.start(stage)
@@ -379,7 +384,12 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=1800.0, help="give up after (s)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    figures = asyncio.run(run(args.n, args.replicas, args.kill_every, args.timeout, args.seed))
+    try:
+        figures = asyncio.run(run(args.n, args.replicas, args.kill_every, args.timeout,
+                                  args.seed))
+    finally:
+        for started in reversed(_STARTED):  # each stop is harmless when already stopped
+            started.stop()
     if figures["unmatched_reasons"]:
         print(f"dead letters missing for: {figures['unmatched_reasons']}")
     for what, how in figures["malformed"].items():
