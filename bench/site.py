@@ -3,8 +3,10 @@ languages, realistic markup with boilerplate around the story), plus pages that 
 
 import json
 import random
+import select
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -141,6 +143,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, "text/html", b"<html><body>" + b"x" * (site.huge_bytes) + b"</body>")
         elif path == "/bad/unavailable":
             self._send(503, "text/plain", b"try later")
+        elif path == "/bad/nul-headline":
+            page = make_page(site.n + 1, site.base_url, site.seed).html
+            # A NUL byte in the JSON-LD headline: JSON escapes it, the parser reads it back.
+            page = page.replace('"headline": "', '"headline": "Nul \\u0000 byte: ', 1)
+            self._send(200, "text/html; charset=utf-8", page.encode())
+        elif path.startswith("/slow/"):
+            self._slow(path)
         elif path.startswith("/news/"):
             try:
                 n = int(path.rsplit("/", 1)[1].split(".")[0])
@@ -153,6 +162,34 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(404, "text/plain", b"no such page")
         else:
             self._send(404, "text/plain", b"no such page")
+
+    def _slow(self, path: str) -> None:
+        """A good article served after `slow_s` seconds. Counts the requests for one path that
+        overlap (a second replica fetching what the first still fetches); a client that hung
+        up (a replica killed) ends its request at once, so it is not counted."""
+        site = self.server.site
+        try:
+            k = int(path.rsplit("/", 1)[1].split(".", maxsplit=1)[0])
+        except ValueError:
+            k = -1
+        if not 0 <= k < site.slow_pages:
+            self._send(404, "text/plain", b"no such page")
+            return
+        with site.lock:
+            site.in_flight[path] = site.in_flight.get(path, 0) + 1
+            if site.in_flight[path] > 1:
+                site.overlaps.append(path)
+        try:
+            deadline = time.monotonic() + site.slow_s
+            while time.monotonic() < deadline:
+                readable, _, _ = select.select([self.connection], [], [], 0.1)
+                if readable and not self.connection.recv(1, 2):  # MSG_PEEK: b"" = hung up
+                    return
+            self._send(200, "text/html; charset=utf-8",
+                       make_page(SLOW_BASE + k, site.base_url, site.seed).html.encode())
+        finally:
+            with site.lock:
+                site.in_flight[path] -= 1
 
     def _send(self, status: int, content_type: str, body: bytes) -> None:
         self.send_response(status)
@@ -175,13 +212,24 @@ class _Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-class Site:
-    """The running site: `urls()` lists its N good articles; `bad_urls()` the ones that fail."""
+SLOW_BASE = 1_000_000
+"""Slow page k is generated article SLOW_BASE + k (distinct from the N good ones)."""
 
-    def __init__(self, n: int, seed: int = 0, huge_bytes: int = 6 * 1024 * 1024) -> None:
+
+class Site:
+    """The running site: `urls()` lists its N good articles; `bad_urls()` the ones that fail;
+    `slow_urls()` good articles served after `slow_s` seconds each."""
+
+    def __init__(self, n: int, seed: int = 0, huge_bytes: int = 6 * 1024 * 1024,
+                 slow_pages: int = 0, slow_s: float = 0.0) -> None:
         self.n = n
         self.seed = seed
         self.huge_bytes = huge_bytes
+        self.slow_pages = slow_pages
+        self.slow_s = slow_s
+        self.in_flight: dict[str, int] = {}
+        self.overlaps: list[str] = []
+        """Slow paths requested again while a request for them was still being served."""
         self.requests = 0
         self.lock = threading.Lock()
         self.server = _Server(("127.0.0.1", 0), _Handler)
@@ -190,6 +238,9 @@ class Site:
 
     def urls(self) -> list[str]:
         return [self.base_url + make_page(n, self.base_url, self.seed).path for n in range(self.n)]
+
+    def slow_urls(self) -> list[str]:
+        return [f"{self.base_url}/slow/{k}.html" for k in range(self.slow_pages)]
 
     def bad_urls(self) -> dict[str, str]:
         """URL → the words its dead letter's reason must contain."""
@@ -201,8 +252,8 @@ class Site:
 
 
 @contextmanager
-def serving(n: int, seed: int = 0) -> Iterator[Site]:
-    site = Site(n, seed)
+def serving(n: int, seed: int = 0, slow_pages: int = 0, slow_s: float = 0.0) -> Iterator[Site]:
+    site = Site(n, seed, slow_pages=slow_pages, slow_s=slow_s)
     thread = threading.Thread(target=site.server.serve_forever, daemon=True)
     thread.start()
     try:
