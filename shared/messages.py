@@ -62,7 +62,10 @@ def canonical_url(url: str) -> str:
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
-    port = parts.port
+    try:
+        port = parts.port
+    except ValueError:  # out of range: refused by ArticleSubmitted; here only a label's key
+        port = None
     if port and not ((scheme == "http" and port == 80) or (scheme == "https" and port == 443)):
         host = f"{host}:{port}"
     query = urlencode(
@@ -201,6 +204,23 @@ class Event(BaseModel):
         return {**self.trace, stage: now()}
 
 
+def http_url(url: str) -> str:
+    """`url` stripped, if it is an http(s) URL a fetch could ever reach; else ValueError."""
+    url = url.strip()
+    if any(ord(c) < 32 or ord(c) == 127 for c in url):
+        raise ValueError(f"control character in URL: {url!r}")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range or not a number
+    except ValueError as error:
+        raise ValueError(f"not an http(s) URL: {url!r} ({error})") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    _check_host(host)
+    return url
+
+
 class ArticleSubmitted(Event):
     """Someone asked for an article: a URL to fetch, or raw HTML (with or without its URL).
 
@@ -233,23 +253,6 @@ class ArticleSubmitted(Event):
     @classmethod
     def _valid_url(cls, url: str | None) -> str | None:
         return without_credentials(http_url(url)) if url is not None else url
-
-
-def http_url(url: str) -> str:
-    """`url` stripped, if it is an http(s) URL a fetch could ever reach; else ValueError."""
-    url = url.strip()
-    if any(ord(c) < 32 or ord(c) == 127 for c in url):
-        raise ValueError(f"control character in URL: {url!r}")
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 -- raises ValueError for a port out of range or not a number
-    except ValueError as error:
-        raise ValueError(f"not an http(s) URL: {url!r} ({error})") from None
-    if parts.scheme not in ("http", "https") or not host:
-        raise ValueError(f"not an http(s) URL: {url!r}")
-    _check_host(host)
-    return url
 
 
 class ArticleFetched(Event):

@@ -27,8 +27,12 @@ def _serve(conn: Connection, memory_mb: int = 0) -> None:
     With `memory_mb`, the process's address space is capped there (RLIMIT_AS): a job that would
     grow past it gets a MemoryError instead of taking the machine's memory."""
     if memory_mb > 0:
+        # The soft limit only, and never above a hard limit set from outside (a container's).
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
         limit = memory_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     while True:
         try:
             job = conn.recv()

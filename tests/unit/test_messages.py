@@ -23,6 +23,8 @@ def test_canonical_url_drops_what_does_not_identify_the_page() -> None:
         "https://example.com/a/b?id=3"
     )
     assert canonical_url("http://example.com:8080") == "http://example.com:8080/"
+    # Never raises for a string: the dead letters label even a refused URL with its id.
+    assert canonical_url("http://example.com:99999/a") == "http://example.com/a"
 
 
 def test_article_id_is_stable_across_spellings_of_one_url() -> None:

@@ -1,5 +1,6 @@
 """Pages the parser cannot read as they are: too many elements, nesting deeper than libxml2's."""
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from services.parser.limits import (
     max_depth,
 )
 from shared.errors import PermanentError
+from shared.messages import ArticleParsed
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 SENTENCES = " ".join(f"Sentence {i} of the article says what happened in Dushanbe today."
@@ -82,3 +84,14 @@ def test_the_element_guard_can_be_turned_off() -> None:
     assert extract_page(page, None, 0).words >= 400
     with pytest.raises(TooManyElements):
         extract_page(page, None, 10)
+
+
+def test_a_nul_in_a_json_ld_headline_never_reaches_the_store() -> None:
+    # As found on a page: the headline with an escaped NUL, which PostgreSQL text cannot hold.
+    ld = '{"@type": "NewsArticle", "headline": "Head\\u0000line of the story"}'
+    page = (f'<html><head><script type="application/ld+json">{ld}</script></head><body>'
+            f"<article><h1>Headline of the story</h1><p>{SENTENCES}</p></article></body></html>")
+    extraction = extract_page(page, "https://example.com/nul", 200_000)
+    parsed = ArticleParsed(id="nul", **dataclasses.asdict(extraction))
+    assert "\x00" not in parsed.model_dump_json().replace("\\u0000", "\x00")
+    assert parsed.words == extraction.words
