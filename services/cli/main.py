@@ -341,7 +341,8 @@ def search(
     if as_json:
         typer.echo(results.model_dump_json())
         return
-    typer.echo(f"{results.total} found ({results.total_articles} articles)")
+    typer.echo(f"{plural(results.total, 'story', 'stories')} found "
+               f"({plural(results.total_articles, 'article', 'articles')})")
     for hit in results.hits:
         day = hit.published.date().isoformat() if hit.published else "----------"
         typer.echo(f"{hit.id}  {day}  {hit.source or '-'}  [{hit.language}]  {hit.title}")
@@ -355,6 +356,11 @@ def search(
             if values and name != "days":
                 typer.echo(f"{name}: " + ", ".join(f"{v['value']} ({v['count']})"
                                                    for v in values))
+
+
+def plural(count: int, one: str, many: str) -> str:
+    """ "1 story", "2 stories"."""
+    return f"{count} {one if count == 1 else many}"
 
 
 @app.command()
@@ -396,8 +402,14 @@ def export() -> None:
 
 @app.command()
 def status() -> None:
-    """Per stream: length; per stage: consumers, pending, lag, oldest pending; dead letters."""
-    rows = _with_redis(pipeline.status)
+    """Per stream: length; per stage: consumers, pending, lag, oldest pending; dead letters.
+    Then each live replica: its stage, consumer, metrics address, idle time and pending."""
+
+    async def both(client: aioredis.Redis) -> tuple[list[pipeline.StreamStatus],
+                                                    list[pipeline.ReplicaStatus]]:
+        return await pipeline.status(client), await pipeline.live_consumers(client)
+
+    rows, live = _with_redis(both)
     typer.echo(f"{'stream':<20} {'length':>7} {'group':<9} {'consumers':>9} {'pending':>7} "
                f"{'lag':>6} {'oldest pending':>15}")
     for r in rows:
@@ -405,6 +417,20 @@ def status() -> None:
         lag = "-" if r.lag is None else str(r.lag)
         typer.echo(f"{r.stream:<20} {r.length:>7} {r.group or '-':<9} {r.consumers:>9} "
                    f"{r.pending:>7} {lag:>6} {oldest:>15}")
+    if live:
+        typer.echo(f"\n{'stage':<9} {'replica (consumer)':<28} {'metrics':<21} {'idle':>8} "
+                   f"{'pending':>7}")
+    for replica in live:
+        typer.echo(f"{replica.stage:<9} {replica.consumer:<28} {replica.metrics or '-':<21} "
+                   f"{_duration(replica.idle_s):>8} {replica.pending:>7}")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 @dead_app.command("list")
