@@ -21,6 +21,8 @@ STABLE_S = 60.0
 """A replica that ran this long before it died starts its count of failures afresh."""
 MAX_FAILURES = 5
 """Deaths in a row (each within STABLE_S of its start) after which the run stops."""
+BACKOFF_BASE_S = 1.0
+"""The first restart's delay, doubled after each death in a row."""
 BACKOFF_MAX_S = 30.0
 
 _COLOURS = ("36", "33", "32", "35", "34", "96", "93", "92", "95", "94")
@@ -125,10 +127,10 @@ class Supervisor:
                 self.say("up", self.failed, "31")
                 self.stopping.set()
                 return
-            delay = min(BACKOFF_MAX_S, 2.0 ** (child.failures - 1))
+            delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2.0 ** (child.failures - 1))
             child.restarts += 1
             self.say("up", f"{child.name} exited with {describe_exit(code)} after {ran:.0f} s; "
-                           f"restarting it in {delay:.0f} s (restart {child.restarts})", "33")
+                           f"restarting it in {delay:.3g} s (restart {child.restarts})", "33")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), delay)
 
