@@ -36,7 +36,10 @@ def free_port() -> int:
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Nothing listens on it. A port that a stopped server's connections still hold (TIME_WAIT)
+    counts as free, as the servers bind with SO_REUSEADDR too."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:

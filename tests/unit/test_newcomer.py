@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from services.cli.main import plural
-from services.cli.servers import ServerUnavailable, listen
+from services.cli.servers import ServerUnavailable, listen, port_is_free
 from services.fetcher.fetch import FetchRefused, _checked_addresses
 from shared.logging import QuietProbes
 from shared.settings import Settings
@@ -105,3 +105,18 @@ async def test_a_refused_private_address_names_the_setting_that_opens_it() -> No
     assert "NEWSFLOW_ALLOW_PRIVATE_NETWORKS=true" in str(refused.value)
     with pytest.raises(FetchRefused, match=r"NEWSFLOW_ALLOWED_NETWORKS=127\.0\.0\.1"):
         await _checked_addresses(httpx.URL("http://127.0.0.1/"), Settings(), resolve)
+
+
+def test_a_port_left_in_time_wait_is_free_again() -> None:
+    """A second `newsflow up` gets the same ports as the first, whose connections linger."""
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert not port_is_free(port)
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        accepted.close()  # the server side closes first: its end waits in TIME_WAIT
+        client.close()
+    assert port_is_free(port)
