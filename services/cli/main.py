@@ -189,7 +189,7 @@ def up(
     colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     try:
         code = stack_up.up(names, folder, chosen, colour, timestamps)
-    except (stack_up.UpError, ServerUnavailable) as exc:
+    except (stack_up.UpError, ServerUnavailable, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     raise typer.Exit(code)

@@ -59,8 +59,10 @@ class Supervisor:
     """Runs the children, writes their lines prefixed with their names, restarts them."""
 
     def __init__(self, children: Sequence[Child], colour: bool, timestamps: bool = False,
-                 out: Callable[[str], None] | None = None) -> None:
+                 out: Callable[[str], None] | None = None, grace_s: float = 40.0) -> None:
         self.children = list(children)
+        self.grace_s = grace_s
+        """How long the children may take to stop after SIGTERM before they are killed."""
         self.colour = colour
         self.timestamps = timestamps
         self.width = max([len(c.name) for c in self.children] + [8])
@@ -144,9 +146,10 @@ class Supervisor:
     def stop(self) -> None:
         self.stopping.set()
 
-    async def terminate_all(self, grace_s: float = 40.0) -> None:
+    async def terminate_all(self) -> None:
         """SIGTERM to every child (each finishes or hands back its work), SIGKILL to those
         still running after `grace_s`."""
+        grace_s = self.grace_s
         running = [c.proc for c in self.children if c.proc and c.proc.returncode is None]
         for proc in running:
             with contextlib.suppress(ProcessLookupError):
@@ -156,7 +159,7 @@ class Supervisor:
             return
         _, late = await asyncio.wait(waits, timeout=grace_s)
         if late:
-            self.say("up", f"{len(late)} replica(s) still running after {grace_s:.0f} s: killed",
+            self.say("up", f"{len(late)} replica(s) still running after {grace_s:.3g} s: killed",
                      "31")
             for proc in running:
                 if proc.returncode is None:

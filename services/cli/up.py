@@ -166,7 +166,8 @@ def up(services: Sequence[str], folder: Path, scale: Mapping[str, int], colour: 
 
     api_port = servers.port_or_free(settings.api_port)
     children = plan(services, scale, environ, settings.metrics_port or 9000, api_port)
-    supervisor = Supervisor(children, colour=colour, timestamps=timestamps)
+    supervisor = Supervisor(children, colour=colour, timestamps=timestamps,
+                            grace_s=settings.graceful_timeout_s + 20)
 
     def say(text: str) -> None:
         supervisor.say("up", text)
@@ -205,11 +206,12 @@ def up(services: Sequence[str], folder: Path, scale: Mapping[str, int], colour: 
 async def _supervise(supervisor: Supervisor, settings: Settings, api_port: int, folder: Path,
                      say: Say) -> int:
     loop = asyncio.get_running_loop()
-    signals = {"count": 0}
+    signals = 0
 
     def on_signal() -> None:
-        signals["count"] += 1
-        if signals["count"] == 1:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
             say("stopping: each replica finishes or hands back its work in hand "
                 "(again to kill them now)")
             supervisor.stop()

@@ -152,3 +152,20 @@ async def test_a_killed_child_is_restarted_and_stop_ends_all(
     await asyncio.wait_for(task, 60)
     assert child.proc.returncode is not None
     assert run.failed is None
+
+
+async def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_time() -> None:
+    lines: list[str] = []
+    stubborn = _child("stubborn-1", """
+        import signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print('ignoring SIGTERM')
+        while True: time.sleep(1)
+    """)
+    run = Supervisor([stubborn], colour=False, out=lines.append, grace_s=0.5)
+    task = asyncio.create_task(run.run())
+    await _until(lambda: "stubborn-1 | ignoring SIGTERM" in lines)
+    run.stop()
+    await asyncio.wait_for(task, 30)
+    assert stubborn.proc is not None and stubborn.proc.returncode == -9
+    assert "up         | 1 replica(s) still running after 0.5 s: killed" in lines
