@@ -131,13 +131,12 @@ def run(service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICE
     """Run one service in the foreground (what each compose service does)."""
     if service not in SERVICES:
         raise typer.BadParameter(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+    from services.cli.servers import ServerUnavailable, listen
     from shared.logging import setup_logging
     from shared.settings import Settings
 
     settings = Settings()
     setup_logging(service, settings.log_level, settings.log_format)
-    from services.cli.servers import ServerUnavailable, listen
-
     module = importlib.import_module(SERVICES[service])
     # The API serves search; every stage serves /health and /metrics beside its work.
     try:
