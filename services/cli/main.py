@@ -94,7 +94,6 @@ def _with_redis(work: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
 
 
 def _with_store(work: Callable[[Any], Awaitable[T]]) -> T:
-    from shared.reach import where
     from shared.settings import Settings
 
     settings = Settings()
@@ -109,6 +108,9 @@ def _with_store(work: Callable[[Any], Awaitable[T]]) -> T:
     try:
         return asyncio.run(go())
     except (OSError, asyncpg.PostgresError) as exc:
+        # Imported here: shared.reach imports redis-py, which a search does not need.
+        from shared.reach import where
+
         typer.echo(f"error: cannot reach the search store at {where(settings.database_url)} "
                    f"(DATABASE_URL): {exc}", err=True)
         raise typer.Exit(1) from None
