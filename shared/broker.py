@@ -52,7 +52,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared import keys, metrics
+from shared import keys, metrics, replicas
 from shared.errors import NewsflowError, PermanentError, UnreadableEntry, is_permanent
 from shared.janitor import run_janitor
 from shared.logging import entry_context
@@ -610,6 +610,9 @@ class Stage:
             asyncio.create_task(self._keep_reading()),
             asyncio.create_task(run_janitor(self.redis, self.settings, self.consumer)),
             asyncio.create_task(metrics.run_sampler(self.redis)),
+            asyncio.create_task(replicas.heartbeat(
+                self.redis, self.service, self.consumer,
+                f"{self.settings.metrics_host}:{self.settings.metrics_port}")),
         ]
 
     def stopped_readers(self) -> list[str]:

@@ -81,3 +81,11 @@ def feed_state(url: str) -> str:
 
 def feed_seen(url: str) -> str:
     return FEED_SEEN_PREFIX + url
+
+REPLICA_PREFIX = PREFIX + "replica:"
+"""+ consumer name: a running replica's heartbeat as JSON (stage, metrics address, pid),
+expiring a few seconds after the replica stops renewing it (shared/replicas.py)."""
+
+
+def replica(consumer: str) -> str:
+    return REPLICA_PREFIX + consumer

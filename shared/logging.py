@@ -68,11 +68,29 @@ class OutageInOneLine(logging.Filter):
         return True
 
 
+class QuietProbes(logging.Filter):
+    """Requests for /health and /metrics (a health check every few seconds, a scraper) are
+    logged at DEBUG only: at INFO they would drown the one line per article."""
+
+    PATHS = frozenset({"/health", "/metrics"})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # uvicorn's access line: (client, method, path, http version, status).
+        args = record.args if isinstance(record.args, tuple) else ()
+        if len(args) >= 3 and str(args[2]).split("?")[0] in self.PATHS:
+            if not logging.getLogger().isEnabledFor(logging.DEBUG):
+                return False
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
 def setup_logging(service: str, level: str = "INFO", fmt: str = "text") -> None:
     """Route every logger (ours, FastStream's, uvicorn's) to stderr in the chosen format."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter(service))
+    elif fmt == "plain":
+        handler.setFormatter(logging.Formatter("%(levelname)-7s %(message)s"))
     else:
         handler.setFormatter(
             logging.Formatter(f"%(asctime)s {service:<8} %(levelname)-7s %(message)s")
@@ -84,3 +102,6 @@ def setup_logging(service: str, level: str = "INFO", fmt: str = "text") -> None:
     # Libraries that chat per request: their lines would drown the one line per article.
     for noisy in ("httpx", "httpcore", "trafilatura", "htmldate", "courlan"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    access = logging.getLogger("uvicorn.access")
+    access.filters[:] = [f for f in access.filters if not isinstance(f, QuietProbes)]
+    access.addFilter(QuietProbes())

@@ -109,6 +109,8 @@ class Settings(BaseSettings):
 
     # Every stage serves /health and /metrics (Prometheus) on this port; 0 picks a free one.
     metrics_port: int = 9000
+    metrics_host: str = "127.0.0.1"
+    """Where /health and /metrics listen (compose sets 0.0.0.0 so others can scrape them)."""
 
     # Enricher: an article whose body is at least this similar (estimated Jaccard of word
     # shingles) to one seen in the last duplicate_window_s seconds is linked to it.
@@ -124,7 +126,14 @@ class Settings(BaseSettings):
     api_port: int = 8000
 
     log_level: str = "INFO"
-    log_format: Literal["text", "json"] = "text"
+    log_format: Literal["text", "json", "plain"] = "text"
+    """text: time, service, level, message; json: JSON lines; plain: level and message only
+    (what `newsflow up` gives its children: it adds the time and the replica itself)."""
+
+    # `newsflow up`.
+    data_dir: str = ""
+    """Where `newsflow up` keeps the data of the servers it starts, and where the CLI finds the
+    stack it started; empty: the user's data folder (~/.local/share/newsflow)."""
 
     @field_validator("allowed_networks")
     @classmethod

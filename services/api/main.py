@@ -20,6 +20,24 @@ PAGE = Path(__file__).with_name("search.html")
 STATIC = Path(__file__).with_name("static")
 
 
+def serve_docs_offline(app: FastAPI) -> None:
+    """/docs: Swagger UI from the swagger-ui-bundle-v2 package, its assets under /docs/assets."""
+    import swagger_ui_bundle
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/docs/assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+              name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} - API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png")
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -43,7 +61,12 @@ def create_app(settings: Settings) -> FastAPI:
         ),
         version="0.2.0",
         lifespan=lifespan,
+        # /docs is served below from a PyPI package's copy of Swagger UI, not from a CDN, so
+        # it works without internet; ReDoc would need one.
+        docs_url=None,
+        redoc_url=None,
     )
+    serve_docs_offline(app)
     page = PAGE.read_text(encoding="utf-8")
 
     def pool(request: Request) -> asyncpg.Pool:

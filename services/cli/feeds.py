@@ -1,21 +1,28 @@
 """`newsflow feeds add|list|remove` and `publish --feed/--sitemap`: feeds and sitemaps in."""
 
-import asyncio
+from __future__ import annotations
+
 import re
 import time
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import redis.asyncio as aioredis
 import typer
 
-from services.fetcher.crawl import Crawler
-from services.fetcher.fetch import XML, FetchedPage, FetchError, make_client
-from services.fetcher.politeness import HostBusy
-from services.fetcher.registry import FeedRegistry
-from services.fetcher.sources import SourceError, expand_feed, expand_sitemap
-from shared.messages import ArticleSubmitted
-from shared.settings import Settings
+from services.cli.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from services.fetcher.fetch import FetchedPage
+    from services.fetcher.registry import FeedRegistry
+    from shared.messages import ArticleSubmitted
+    from shared.settings import Settings
+else:
+    # The fetcher's modules are heavy; only these commands need them (services/cli/lazy.py).
+    asyncio = lazy_module("asyncio")
 
 feeds_app = typer.Typer(help="Feeds and sitemaps the scheduler polls.", no_args_is_help=True)
 
@@ -37,6 +44,8 @@ def parse_every(text: str) -> int:
 
 
 def _checked_url(url: str) -> str:
+    from shared.messages import ArticleSubmitted
+
     try:
         return ArticleSubmitted(url=url).url or url
     except ValueError as exc:
@@ -44,8 +53,18 @@ def _checked_url(url: str) -> str:
 
 
 async def _with_registry(settings: Settings) -> tuple[aioredis.Redis, FeedRegistry]:
+    import redis.asyncio as aioredis
+
+    from services.fetcher.registry import FeedRegistry
+
     client = aioredis.from_url(settings.redis_url)
     return client, FeedRegistry(client)
+
+
+def _settings() -> Settings:
+    from shared.settings import Settings
+
+    return Settings()
 
 
 def _ago(seconds: float) -> str:
@@ -62,7 +81,7 @@ def feeds_add(
     every_s = parse_every(every)
 
     async def go() -> None:
-        client, registry = await _with_registry(Settings())
+        client, registry = await _with_registry(_settings())
         try:
             await registry.add(url, every_s)
         finally:
@@ -77,7 +96,7 @@ def feeds_list() -> None:
     """The registered feeds: interval, next poll, and how the last poll went."""
 
     async def go() -> None:
-        client, registry = await _with_registry(Settings())
+        client, registry = await _with_registry(_settings())
         try:
             feeds = await registry.feeds()
         finally:
@@ -101,7 +120,7 @@ def feeds_remove(url: Annotated[str, typer.Argument(help="A registered feed URL.
     """Stop polling a feed and forget what was seen in it."""
 
     async def go() -> bool:
-        client, registry = await _with_registry(Settings())
+        client, registry = await _with_registry(_settings())
         try:
             return await registry.remove(url)
         finally:
@@ -122,6 +141,13 @@ def expand_sources(
 ) -> list[ArticleSubmitted]:
     """The articles that `publish --feed/--sitemap` submits: every URL the feeds and sitemaps
     list, once, fetched through the fetcher's guarded and polite fetch."""
+    import redis.asyncio as aioredis
+
+    from services.fetcher.crawl import Crawler
+    from services.fetcher.fetch import XML, FetchError, make_client
+    from services.fetcher.politeness import HostBusy
+    from services.fetcher.sources import SourceError, expand_feed, expand_sitemap
+    from shared.messages import ArticleSubmitted
 
     async def go() -> list[str]:
         redis = aioredis.from_url(settings.redis_url)

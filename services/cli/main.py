@@ -1,29 +1,41 @@
 """The `newsflow` command: run a service, publish articles, search, inspect the pipeline."""
 
-import asyncio
+from __future__ import annotations
+
 import importlib
 import json
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import asyncpg
-import redis
-import redis.asyncio as aioredis
 import typer
-import uvicorn
-from pydantic import ValidationError
-from rich.console import Console
-from rich.progress import MofNCompleteColumn, Progress
 
-from services.cli import feeds, pipeline
-from shared import store
-from shared.logging import setup_logging
-from shared.messages import ArticleSubmitted
-from shared.reach import where
-from shared.settings import Settings
+from services.cli.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import asyncio
+
+    import asyncpg
+    import redis
+    import redis.asyncio as aioredis
+    import uvicorn
+
+    from services.cli import feeds, pipeline
+    from shared import store
+    from shared.messages import ArticleSubmitted
+    from shared.settings import Settings
+else:
+    # Loaded at first use: each command needs few of these, and importing them all cost every
+    # command about a second of CPU (services/cli/lazy.py).
+    asyncio = lazy_module("asyncio")
+    asyncpg = lazy_module("asyncpg")
+    redis = lazy_module("redis")
+    uvicorn = lazy_module("uvicorn")
+    feeds = lazy_module("services.cli.feeds")
+    pipeline = lazy_module("services.cli.pipeline")
+    store = lazy_module("shared.store")
 
 app = typer.Typer(help="newsflow: fetch, parse, enrich and index news articles.",
                   no_args_is_help=True, add_completion=False)
@@ -43,11 +55,27 @@ SERVICES = {
 T = TypeVar("T")
 
 
+@app.callback()
+def _find_stack(ctx: typer.Context) -> None:
+    # The CLI in another terminal reaches what `newsflow up` runs with no setting: the unset
+    # REDIS_URL / DATABASE_URL are taken from the note it leaves in its data folder.
+    if ctx.invoked_subcommand != "up":
+        import os
+
+        from services.cli.stack import adopt_running_stack
+
+        adopt_running_stack(os.environ)
+
+
 def _redis(settings: Settings) -> aioredis.Redis:
+    import redis.asyncio as aioredis
+
     return aioredis.from_url(settings.redis_url)
 
 
 def _with_redis(work: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+    from shared.settings import Settings
+
     settings = Settings()
 
     async def go() -> T:
@@ -66,6 +94,8 @@ def _with_redis(work: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
 
 
 def _with_store(work: Callable[[Any], Awaitable[T]]) -> T:
+    from shared.settings import Settings
+
     settings = Settings()
 
     async def go() -> T:
@@ -78,6 +108,9 @@ def _with_store(work: Callable[[Any], Awaitable[T]]) -> T:
     try:
         return asyncio.run(go())
     except (OSError, asyncpg.PostgresError) as exc:
+        # Imported here: shared.reach imports redis-py, which a search does not need.
+        from shared.reach import where
+
         typer.echo(f"error: cannot reach the search store at {where(settings.database_url)} "
                    f"(DATABASE_URL): {exc}", err=True)
         raise typer.Exit(1) from None
@@ -100,17 +133,76 @@ def run(service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICE
     """Run one service in the foreground (what each compose service does)."""
     if service not in SERVICES:
         raise typer.BadParameter(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+    from services.cli.servers import ServerUnavailable, listen
+    from shared.logging import setup_logging
+    from shared.settings import Settings
+
     settings = Settings()
     setup_logging(service, settings.log_level, settings.log_format)
     module = importlib.import_module(SERVICES[service])
     # The API serves search; every stage serves /health and /metrics beside its work.
-    port = settings.api_port if service == "api" else settings.metrics_port
-    uvicorn.run(module.create_app(settings), host=settings.api_host, port=port, log_config=None)
+    try:
+        if service == "api":
+            sock = listen(settings.api_host, settings.api_port, "NEWSFLOW_API_PORT", False)
+        else:
+            sock = listen(settings.metrics_host, settings.metrics_port, "NEWSFLOW_METRICS_PORT",
+                          True)
+            # The port it got is the one it announces (newsflow status).
+            settings = settings.model_copy(update={"metrics_port": sock.getsockname()[1]})
+    except ServerUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    config = uvicorn.Config(module.create_app(settings), log_config=None)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+@app.command()
+def up(
+    scale: Annotated[list[str] | None, typer.Option(
+        help="Replicas of a service: SERVICE=COUNT (repeat it, or parser=2,enricher=2). "
+             "Default: one each, parser and enricher one per two cores (up to 4).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        "--data-dir", help="Where Redis and PostgreSQL keep their data (NEWSFLOW_DATA_DIR; "
+                           "default ~/.local/share/newsflow, /var/lib/newsflow as root).",
+        file_okay=False)] = None,
+    timestamps: Annotated[bool, typer.Option("--timestamps", "-t",
+                                             help="Start each log line with the time.")] = False,
+) -> None:
+    """Run the whole stack here in the foreground, without Docker (Ctrl-C stops it).
+
+    Starts Redis and PostgreSQL (unless REDIS_URL / DATABASE_URL name servers to use) with
+    their data in --data-dir, then every service, each replica supervised, in one log. The
+    next `up` carries on from the data; the CLI in another terminal finds the stack."""
+    import os
+
+    from services.cli import stack
+    from services.cli import up as stack_up
+    from services.cli.servers import ServerUnavailable
+    from shared.settings import Settings
+
+    names = list(SERVICES)
+    try:
+        chosen = {**stack_up.default_scale(names, os.cpu_count()),
+                  **stack_up.parse_scale(scale or [], names)}
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--scale") from None
+    folder = stack.data_dir(str(data_dir) if data_dir else Settings().data_dir)
+    colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    try:
+        code = stack_up.up(names, folder, chosen, colour, timestamps)
+    except (stack_up.UpError, ServerUnavailable, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
 
 
 def _articles_from_lines(lines: list[str], refresh: bool) -> tuple[list[ArticleSubmitted], int]:
     """The articles a list of URLs names (blank lines and # comments skipped), and how many
     lines were bad: each is reported, and does not stop the others."""
+    from pydantic import ValidationError
+
+    from shared.messages import ArticleSubmitted
+
     articles, bad = [], 0
     for number, line in enumerate(lines, 1):
         if line.strip() and not line.lstrip().startswith("#"):
@@ -140,6 +232,12 @@ def publish(
 ) -> None:
     """Submit articles: URLs, a file of URLs, or raw HTML. With --wait, exit 0 only when every
     article was indexed (non-zero with the reason when any ended in the dead letters)."""
+    from rich.console import Console
+    from rich.progress import MofNCompleteColumn, Progress
+
+    from shared.messages import ArticleSubmitted
+    from shared.settings import Settings
+
     try:
         lines = [*(urls or []), *(file.read_text().splitlines() if file else [])]
         page = html.read_text(errors="replace") if html else None
@@ -244,7 +342,8 @@ def search(
     if as_json:
         typer.echo(results.model_dump_json())
         return
-    typer.echo(f"{results.total} found ({results.total_articles} articles)")
+    typer.echo(f"{plural(results.total, 'story', 'stories')} found "
+               f"({plural(results.total_articles, 'article', 'articles')})")
     for hit in results.hits:
         day = hit.published.date().isoformat() if hit.published else "----------"
         typer.echo(f"{hit.id}  {day}  {hit.source or '-'}  [{hit.language}]  {hit.title}")
@@ -258,6 +357,11 @@ def search(
             if values and name != "days":
                 typer.echo(f"{name}: " + ", ".join(f"{v['value']} ({v['count']})"
                                                    for v in values))
+
+
+def plural(count: int, one: str, many: str) -> str:
+    """ "1 story", "2 stories"."""
+    return f"{count} {one if count == 1 else many}"
 
 
 @app.command()
@@ -299,8 +403,14 @@ def export() -> None:
 
 @app.command()
 def status() -> None:
-    """Per stream: length; per stage: consumers, pending, lag, oldest pending; dead letters."""
-    rows = _with_redis(pipeline.status)
+    """Per stream: length; per stage: consumers, pending, lag, oldest pending; dead letters.
+    Then each live replica: its stage, consumer, metrics address, idle time and pending."""
+
+    async def both(client: aioredis.Redis) -> tuple[list[pipeline.StreamStatus],
+                                                    list[pipeline.ReplicaStatus]]:
+        return await pipeline.status(client), await pipeline.live_consumers(client)
+
+    rows, live = _with_redis(both)
     typer.echo(f"{'stream':<20} {'length':>7} {'group':<9} {'consumers':>9} {'pending':>7} "
                f"{'lag':>6} {'oldest pending':>15}")
     for r in rows:
@@ -308,6 +418,20 @@ def status() -> None:
         lag = "-" if r.lag is None else str(r.lag)
         typer.echo(f"{r.stream:<20} {r.length:>7} {r.group or '-':<9} {r.consumers:>9} "
                    f"{r.pending:>7} {lag:>6} {oldest:>15}")
+    if live:
+        typer.echo(f"\n{'stage':<9} {'replica (consumer)':<28} {'metrics':<21} {'idle':>8} "
+                   f"{'pending':>7}")
+    for replica in live:
+        typer.echo(f"{replica.stage:<9} {replica.consumer:<28} {replica.metrics or '-':<21} "
+                   f"{_duration(replica.idle_s):>8} {replica.pending:>7}")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 @dead_app.command("list")
@@ -380,6 +504,7 @@ def asyncapi(
 ) -> None:
     """The AsyncAPI document of every stream, generated from the services (docs/asyncapi.json)."""
     from services.cli.asyncapi import asyncapi_document
+    from shared.settings import Settings
 
     text = json.dumps(asyncapi_document(Settings()), indent=2, ensure_ascii=False) + "\n"
     if out:

@@ -8,7 +8,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from shared.broker import PlainJsonFormat, unpack_original
+from shared import replicas
 from shared.janitor import group_lag
 from shared.messages import ArticleFailed, ArticleIndexed, ArticleSubmitted
 from shared.streams import DATA_FIELD, DEAD, INDEXED, STREAMS, SUBMITTED
@@ -34,6 +34,9 @@ async def publish(client: Redis, articles: list[ArticleSubmitted]) -> list[str]:
 
 
 def _body(fields: dict[bytes, bytes]) -> bytes:
+    # Imported here: FastStream is heavy, and `status` does not need it.
+    from shared.broker import PlainJsonFormat
+
     body, _ = PlainJsonFormat.parse(fields[DATA_FIELD.encode()])
     return body
 
@@ -102,9 +105,54 @@ class StreamStatus:
     oldest_pending_s: float | None = None
 
 
+LIVE_IDLE_MS = 30_000
+"""A consumer without a heartbeat (a replica of an older version) counts as live while it has
+tried to read within this time: a running replica reads at least every NEWSFLOW_POLL_MS."""
+
+
+@dataclass
+class ReplicaStatus:
+    """One live replica of a stage: its consumer, where it serves /metrics, how long since it
+    last got an entry, and what it holds."""
+
+    stage: str
+    consumer: str
+    metrics: str | None
+    idle_s: float
+    pending: int
+
+
+async def live_consumers(client: Redis) -> list[ReplicaStatus]:
+    """The consumers of every stage's group that belong to running replicas: those with a
+    current heartbeat (shared/replicas.py), or, without one, that read recently. A replica
+    that is gone stays in its group until the janitor forgets it; it is not counted."""
+    beating = await replicas.live_replicas(client)
+    found = []
+    for stream in STREAMS:
+        if not stream.group or not await client.exists(stream.name):
+            continue
+        try:
+            consumers: Any = await client.xinfo_consumers(stream.name, stream.group)
+        except aioredis.ResponseError:  # no such group yet
+            continue
+        for consumer in consumers:
+            name = _text(consumer["name"])
+            replica = beating.get(name)
+            if replica is None and int(consumer["idle"]) >= LIVE_IDLE_MS:
+                continue
+            # `inactive` (Redis ≥ 7.2): since it last got an entry; `idle`: since it last read.
+            idle_ms = consumer.get("inactive", consumer["idle"])
+            if idle_ms is None or int(idle_ms) < 0:  # -1: never got one
+                idle_ms = consumer["idle"]
+            found.append(ReplicaStatus(stream.group, name, replica.metrics if replica else None,
+                                       int(idle_ms) / 1000, int(consumer["pending"])))
+    return found
+
+
 async def status(client: Redis) -> list[StreamStatus]:
-    """Length of every stream; for each stage's group its consumers, pending, lag and the age
-    of its oldest pending entry."""
+    """Length of every stream; for each stage's group its live consumers, pending, lag and the
+    age of its oldest pending entry."""
+    live = await live_consumers(client)
     report = []
     for stream in STREAMS:
         row = StreamStatus(stream.name, int(await client.xlen(stream.name)))
@@ -116,7 +164,7 @@ async def status(client: Redis) -> list[StreamStatus]:
         info = next((g for g in groups if _text(g["name"]) == stream.group), None)
         if info is None:
             continue
-        row.consumers = int(info["consumers"])
+        row.consumers = sum(1 for r in live if r.stage == stream.group)
         row.pending = int(info["pending"])
         row.lag = await group_lag(client, stream.name, info)
         oldest: Any = await client.xpending_range(stream.name, stream.group, "-", "+", 1)
@@ -176,6 +224,9 @@ async def retry_dead(client: Redis, keys: list[str] | None) -> int:
     if capped and keys is not None:
         raise ValueError(f"dead letter {capped[0]} kept only the first bytes of its original "
                          "(NEWSFLOW_DEAD_ORIGINAL_MAX_BYTES): it cannot be retried")
+    # Imported here: FastStream is heavy, and `status` does not need it.
+    from shared.broker import unpack_original
+
     retried = 0
     for entry_id, failed in chosen:
         if failed.original_capped:

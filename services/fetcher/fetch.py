@@ -296,6 +296,13 @@ def _parse_url(url: str, base: httpx.URL | None = None) -> httpx.URL:
     return parsed
 
 
+def _how_to_allow(ip: object) -> str:
+    """The end of a refusal: the settings that would open the address (a test site, an
+    intranet), so the reader need not search the docs."""
+    return (f"; to fetch it anyway set NEWSFLOW_ALLOWED_NETWORKS={ip} (or a network holding "
+            "it), or NEWSFLOW_ALLOW_PRIVATE_NETWORKS=true")
+
+
 async def _checked_addresses(url: httpx.URL, settings: Settings, resolve: Resolver) -> list[str]:
     """Apply the SSRF guard to `url`; return the checked addresses to connect to, or [] to let
     the transport connect by name."""
@@ -311,7 +318,8 @@ async def _checked_addresses(url: httpx.URL, settings: Settings, resolve: Resolv
     literal = parse_ip(host)
     if literal is not None:
         if reason := guard_reason(literal, allowed):
-            raise FetchRefused(str(url), f"refused {reason} address {literal}")
+            raise FetchRefused(str(url), f"refused {reason} address {literal}"
+                                         + _how_to_allow(literal))
         return []
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
@@ -327,7 +335,8 @@ async def _checked_addresses(url: httpx.URL, settings: Settings, resolve: Resolv
         if ip is None:
             raise FetchRefused(str(url), f"{host} resolves to {address!r}, not an IP address")
         if reason := guard_reason(ip, allowed):
-            raise FetchRefused(str(url), f"{host} resolves to {reason} address {ip}")
+            raise FetchRefused(str(url), f"{host} resolves to {reason} address {ip}"
+                                         + _how_to_allow(ip))
     # DNS rebinding: a name could resolve to a public address for the check above and to a
     # private one when the transport resolves it again to connect. Plain http is therefore
     # connected to the checked addresses themselves (with the Host header naming the site).

@@ -80,8 +80,14 @@ async def test_search_click_facets_and_follow_links(page: Any, site: str) -> Non
     corpus = build_corpus()
     await page.goto(site)
     await ready(page)
+    # No query: what is indexed, the latest first, and the facets to click.
     summary = await page.text_content("#summary")
-    assert summary.startswith(f"{len(stories(corpus, corpus))} stories ({len(corpus)} articles)")
+    assert summary == (f"{len(corpus)} articles indexed ({len(stories(corpus, corpus))} "
+                       "stories). The latest:")
+    assert await page.get_attribute("body", "data-view") == "browse"
+    newest = max(a.published for a in corpus if a.published)
+    assert (await page.text_content(".hit .meta >> nth=0")).startswith(newest.date().isoformat())
+    assert await page.query_selector_all("aside button[data-facet=country]")
 
     await page.fill("#q", MARKER)
     await page.press("#q", "Enter")
@@ -145,3 +151,28 @@ async def test_invalid_filters_show_the_reason(page: Any, site: str) -> None:
     await ready(page)
     assert "country" in await page.text_content("#error")
     assert await shown_ids(page) == []
+
+
+async def test_an_empty_index_says_so_and_counts_are_singular(page: Any, site: str) -> None:
+    """The page over an empty index, and over one article: the API's answers replaced."""
+    empty = {"total": 0, "total_articles": 0, "offset": 0, "limit": 10, "hits": [],
+             "facets": None}
+    await page.route("**/search?*", lambda route: route.fulfill(json=empty))
+    await page.goto(site)
+    await ready(page)
+    assert await page.text_content("#summary") == (
+        "Nothing indexed yet. Publish articles with: newsflow publish URL")
+    await page.unroute("**/search?*")
+
+    await page.goto(site + "?q=" + MARKER)
+    await ready(page)
+    one = await page.evaluate("""async () => {
+        const body = await (await fetch("search?limit=1&q=" + new URLSearchParams(location.search)
+                                        .get("q"))).json();
+        return {...body, total: 1, total_articles: 1, hits: body.hits.slice(0, 1)};
+    }""")
+    await page.route("**/search?*", lambda route: route.fulfill(json=one))
+    await page.goto(site + "?q=" + MARKER)
+    await ready(page)
+    assert await page.get_attribute("body", "data-view") == "search"
+    assert await page.text_content("#summary") == "1 story (1 article) — 1–1"

@@ -20,6 +20,9 @@ function el(tag, props, ...children) {
 
 function state() { return new URLSearchParams(location.search); }
 
+// "1 story", "2 stories".
+function count(n, one, many) { return `${n.toLocaleString("en")} ${n === 1 ? one : many}`; }
+
 function go(params) {
   for (const [key, value] of [...params]) if (value === "") params.delete(key);
   history.pushState(null, "", "?" + params.toString());
@@ -123,6 +126,9 @@ async function run() {
   const error = document.getElementById("error");
   error.textContent = "";
   const request = new URLSearchParams(params);
+  // No words and no filter: the page shows what is indexed, the latest first (every score is
+  // equal, so relevance orders by date), and the top facets.
+  const browsing = !params.get("q") && !FILTERS.some((key) => params.get(key));
   request.set("facets", "true");
   request.set("limit", String(LIMIT));
   document.body.dataset.state = "loading";
@@ -143,9 +149,22 @@ async function run() {
     return;
   }
   const offset = body.offset;
-  document.getElementById("summary").textContent = body.total
-    ? `${body.total} stories (${body.total_articles} articles) — ${offset + 1}–${offset + body.hits.length}`
-    : "Nothing found.";
+  const shown = `${offset + 1}–${offset + body.hits.length}`;
+  let summary;
+  if (browsing) {
+    summary = body.total_articles
+      ? `${count(body.total_articles, "article", "articles")} indexed ` +
+        `(${count(body.total, "story", "stories")}). ` +
+        (offset ? `Newest first, ${shown}:` : "The latest:")
+      : "Nothing indexed yet. Publish articles with: newsflow publish URL";
+  } else {
+    summary = body.total
+      ? `${count(body.total, "story", "stories")} ` +
+        `(${count(body.total_articles, "article", "articles")}) — ${shown}`
+      : "Nothing found.";
+  }
+  document.getElementById("summary").textContent = summary;
+  document.body.dataset.view = browsing ? "browse" : "search";
   renderFacets(body.facets);
   document.getElementById("hits").replaceChildren(...body.hits.map(renderHit));
   const pager = document.getElementById("pager");
