@@ -31,13 +31,16 @@ DUPLICATES_PREFIX = PREFIX + "duplicates:"
 """+ "v<signature version>:…": the near-duplicate index (services/enricher/duplicates.py)."""
 
 FEEDS = PREFIX + "feeds"
-"""Hash: feed URL → its registration as JSON (every_s, added_at)."""
+"""Hash: feed URL → its registration as JSON (every_s, added_at, since)."""
 FEEDS_DUE = PREFIX + "feeds:due"
 """Sorted set: feed URL → when it is next due (Unix seconds)."""
 FEED_STATE_PREFIX = PREFIX + "feed:state:"
 """+ feed URL: hash of its last poll (etag, last_modified, polled_at, status, entries, error)."""
 FEED_SEEN_PREFIX = PREFIX + "feed:seen:"
 """+ feed URL: sorted set of the entry URLs seen in it (score: when last seen, Unix seconds)."""
+FEED_FAILING_PREFIX = PREFIX + "feed:failing:"
+"""+ feed URL: hash of the files of it that failed (the feed itself, sitemaps of its index) →
+JSON {attempts, retry_at, error}: each is retried with backoff (shared/sources/registry.py)."""
 
 
 def host_slots(host: str) -> str:
@@ -62,3 +65,7 @@ def feed_state(url: str) -> str:
 
 def feed_seen(url: str) -> str:
     return FEED_SEEN_PREFIX + url
+
+
+def feed_failing(url: str) -> str:
+    return FEED_FAILING_PREFIX + url

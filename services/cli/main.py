@@ -134,7 +134,12 @@ def publish(
     feed: Annotated[list[str] | None, typer.Option(
         help="An RSS/Atom feed: submit every article it lists.")] = None,
     sitemap: Annotated[list[str] | None, typer.Option(
-        help="A sitemap or sitemap index: submit every page it lists.")] = None,
+        help="A sitemap, sitemap index or plain-text sitemap: submit every page it lists.")] = None,
+    site: Annotated[list[str] | None, typer.Option(
+        help="A site: submit the pages of the sitemaps its robots.txt names.")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="With --feed/--sitemap/--site: only entries changed since a date (2025-01-31) "
+             "or within an age (2d).")] = None,
     wait: Annotated[bool, typer.Option(help="Wait until every article is indexed.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 120.0,
 ) -> None:
@@ -153,14 +158,18 @@ def publish(
         except ValueError as exc:
             typer.echo(f"error: --html: {exc}", err=True)
             raise typer.Exit(2) from None
-    if feed or sitemap:
-        try:
-            listed = feeds.expand_sources(Settings(), feed or [], sitemap or [], refresh)
-        except feeds.SourceFailed as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
+    sources_failed = False
+    if feed or sitemap or site:
+        read = feeds.expand_sources(Settings(), [*(feed or []), *(sitemap or [])], site or [],
+                                    feeds.parse_since(since), refresh)
+        feeds.report(read.expansion)
+        sources_failed = bool(read.expansion.failures)
         known = {a.id for a in articles}
-        articles += [a for a in listed if a.id not in known]
+        articles += [a for a in read.articles if a.id not in known]
+        if not articles:
+            typer.echo("error: nothing to publish: the feeds and sitemaps listed no article "
+                       "URLs (see above)", err=True)
+            raise typer.Exit(1)
     if not articles:
         typer.echo("error: nothing to publish (give URLs, --file, --html, --feed or --sitemap)",
                    err=True)
@@ -189,13 +198,15 @@ def publish(
     if outcome is None:
         if bad:
             raise typer.Exit(2)
+        if sources_failed:
+            raise typer.Exit(1)
         return
     for article_id, reason in sorted(outcome.dead.items()):
         typer.echo(f"dead {article_id}: {reason}", err=True)
     for article_id in sorted(outcome.missing):
         typer.echo(f"timeout {article_id}: not indexed after {timeout:.0f} s", err=True)
     typer.echo(f"indexed {len(outcome.indexed)}/{len(articles)}")
-    if outcome.dead or outcome.missing or bad:
+    if outcome.dead or outcome.missing or bad or sources_failed:
         raise typer.Exit(1)
 
 

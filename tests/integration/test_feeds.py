@@ -15,9 +15,9 @@ import redis.asyncio as aioredis
 from services.fetcher.crawl import Crawler
 from services.fetcher.fetch import make_client
 from services.fetcher.poll import FeedPoller
-from services.fetcher.registry import FeedRegistry
 from shared.messages import ArticleSubmitted
 from shared.settings import Settings
+from shared.sources.registry import FeedRegistry
 from shared.streams import DATA_FIELD, FETCHED, SUBMITTED
 from tests.integration.localsite import LocalSite
 from tests.integration.test_fetcher_politeness import etagged, running, until
