@@ -515,3 +515,22 @@ def test_parse_every(text: str, seconds: int) -> None:
 def test_parse_every_refuses(text: str) -> None:
     with pytest.raises(typer.BadParameter):
         parse_every(text)
+
+
+async def test_xml_fetch_keeps_the_http_charset_for_the_reader() -> None:
+    body = "<rss><channel><item><link>https://news.example/новости</link></item></channel></rss>"
+    fetched = await get(lambda _: streamed(
+        200, {"Content-Type": "application/rss+xml; charset=KOI8-R"}, body.encode("koi8-r")),
+        kind=XML)
+    assert fetched.charset == "KOI8-R"
+    assert read_feed(fetched.raw, fetched.final_url, content_type=fetched.content_type,
+                     charset=fetched.charset).pages == ["https://news.example/новости"]
+
+
+async def test_xml_fetch_takes_a_plain_text_sitemap_but_not_prose() -> None:
+    text = b"https://news.example/a\nhttps://news.example/b\n"
+    fetched = await get(lambda _: streamed(200, {"Content-Type": "text/plain"}, text), kind=XML)
+    assert fetched.raw == text
+    with pytest.raises(WrongContentType, match="does not look like XML"):
+        await get(lambda _: streamed(200, {"Content-Type": "text/plain"}, b"Hello, reader."),
+                  kind=XML)
