@@ -3,6 +3,7 @@ into the URLs it lists: streamed, capped, in the charset the server named."""
 
 import calendar
 import codecs
+import email.utils
 import io
 import re
 import zlib
@@ -121,16 +122,127 @@ def _entry_link(entry: feedparser.FeedParserDict, base_url: str) -> str | None:
 
 
 def _entry_date(entry: feedparser.FeedParserDict) -> datetime | None:
-    parsed = entry.get("published_parsed") or entry.get("updated_parsed")
-    return datetime.fromtimestamp(calendar.timegm(parsed), UTC) if parsed else None
+    """When the entry last changed: the later of its published and updated dates."""
+    # dict.get: FeedParserDict.get maps a missing updated_parsed to published_parsed, warning.
+    dates = [datetime.fromtimestamp(calendar.timegm(parsed), UTC)
+             for key in ("published_parsed", "updated_parsed") if (parsed := dict.get(entry, key))]
+    return max(dates, default=None)
 
 
 def read_feed(
     body: bytes, base_url: str, *, content_type: str = "", charset: str | None = None,
     since: datetime | None = None, limit: int = 50_000,
 ) -> Listing:
-    """The entry links of an RSS or Atom feed, in feed order and absolute. The HTTP charset, when
-    the server sent one, is applied by feedparser's rules (RFC 7303)."""
+    """The entry links of an RSS or Atom feed, in feed order and absolute: streamed when the
+    feed is well-formed XML, else (or when it is no RSS or Atom) through feedparser, which reads
+    broken and exotic feeds too."""
+    if _looks_like_html(body):
+        sent = f"it was served as {content_type}" if content_type else "it came untyped"
+        raise SourceError(f"{base_url} is not an RSS or Atom feed: {sent}, but the body is "
+                          "an HTML page")
+    streamed = _stream_feed(body, base_url, charset, since, limit)
+    if streamed is not None:
+        return streamed
+    return _parse_feed(body, base_url, content_type, charset, since, limit)
+
+
+_FEED_ROOTS = frozenset({"rss", "feed", "RDF"})
+_FEED_ENTRY_TAGS = ("{*}item", "{*}entry")
+_ATOM_NS = ("http://www.w3.org/2005/Atom", "http://purl.org/atom/ns#")
+_HTML_TYPES = frozenset({"", "text/html", "application/xhtml+xml"})
+_ENTRY_DATES = frozenset({"pubDate", "published", "issued", "date", "updated", "modified"})
+
+
+def _stream_feed(
+    body: bytes, base_url: str, charset: str | None, since: datetime | None, limit: int
+) -> Listing | None:
+    """A well-formed RSS, RDF or Atom feed read entry by entry, each cleared once read (memory
+    stays flat, unlike feedparser's, which builds every entry); None when it is not one."""
+    listing = Listing()
+    events = _xml_events(body, _override_encoding(body, charset), _FEED_ENTRY_TAGS)
+    root = ""
+    try:
+        for _, element in events:
+            if not root:
+                root = _local(element.getroottree().getroot().tag)
+                if root not in _FEED_ROOTS:
+                    return None
+            if len(listing.pages) >= limit:
+                listing.capped = True
+                break
+            listing.entries += 1
+            link = _stream_link(element, base_url)
+            when = _stream_date(element) if since is not None and link else None
+            if link is None:
+                listing.skipped += 1
+            elif since is not None and when is not None and when < since:
+                listing.older += 1
+            else:
+                listing.pages.append(link)
+            element.clear(keep_tail=True)
+            while element.getprevious() is not None:
+                del element.getparent()[0]
+    except etree.XMLSyntaxError:
+        return None  # feedparser's lenient parser reads what it can, and says what is wrong
+    root = root or _local(getattr(getattr(events, "root", None), "tag", ""))
+    return listing if root in _FEED_ROOTS else None
+
+
+def _resolved(element: etree._Element, href: str, base_url: str) -> str | None:
+    # xml:base (on the entry, the feed…) first, then the feed's own URL.
+    url = urljoin(urljoin(base_url, element.base or ""), href.strip())
+    return url if _usable(url) else None
+
+
+def _stream_link(entry: etree._Element, base_url: str) -> str | None:
+    """An entry's link as feedparser picks it: the last RSS <link> or alternate HTML Atom link,
+    else a permalink guid or an id that is a whole http(s) URL (never joined to anything)."""
+    link: etree._Element | None = None
+    href = ""
+    ident = None
+    for child in entry:
+        tag = child.tag if isinstance(child.tag, str) else ""
+        name, ns = _local(tag), tag[1:].partition("}")[0] if tag.startswith("{") else ""
+        if name == "link" and (child.get("href") is not None or ns in _ATOM_NS):
+            kind = (child.get("type") or "").split(";")[0].strip().lower()
+            if (child.get("rel", "alternate") == "alternate" and child.get("href")
+                    and kind in _HTML_TYPES):
+                link, href = child, child.get("href") or ""
+        elif name == "link":
+            # Even an empty one: feedparser then takes no guid for the link either.
+            link, href = child, (child.text or "")
+        elif ident is None and ((name == "id" and ns in _ATOM_NS)
+                                or (name == "guid" and child.get("isPermaLink", "true") == "true")):
+            ident = (child.text or "").strip()
+    if link is not None:
+        return _resolved(link, href, base_url) if href.strip() else None
+    if ident and _usable(ident) and not any(c.isspace() for c in ident):
+        return ident
+    return None
+
+
+def _stream_date(entry: etree._Element) -> datetime | None:
+    """When the entry last changed: the latest of its dates (published, updated…)."""
+    dates = [when for child in entry
+             if _local(child.tag) in _ENTRY_DATES and (when := _any_date(child.text))]
+    return max(dates, default=None)
+
+
+def _any_date(text: str | None) -> datetime | None:
+    """An RFC 822 date (RSS) or a W3C one (Atom, Dublin Core), as UTC; None if neither."""
+    if not text:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(text.strip())
+    except (TypeError, ValueError):
+        return _date(text)
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _parse_feed(
+    body: bytes, base_url: str, content_type: str, charset: str | None,
+    since: datetime | None, limit: int,
+) -> Listing:
     headers = {}
     if charset:
         headers["content-type"] = f"{content_type or 'application/xml'}; charset={charset}"
@@ -139,10 +251,6 @@ def read_feed(
     parsed = feedparser.parse(io.BytesIO(body), response_headers=headers,
                               resolve_relative_uris=False, sanitize_html=False)
     if not parsed.get("version") and not parsed.entries:
-        if _looks_like_html(body):
-            sent = f"it was served as {content_type}" if content_type else "it came untyped"
-            raise SourceError(f"{base_url} is not an RSS or Atom feed: {sent}, but the body is "
-                              "an HTML page")
         problem = parsed.get("bozo_exception")
         raise SourceError(f"{base_url} is not an RSS or Atom feed"
                           + (f" ({problem})" if problem else "")
@@ -184,11 +292,11 @@ def _override_encoding(body: bytes, charset: str | None) -> str | None:
 _ENTRY_TAGS = ("{*}url", "{*}sitemap", "{*}urlset", "{*}sitemapindex")
 
 
-def _xml_events(body: bytes, encoding: str | None) -> "etree.iterparse":
+def _xml_events(body: bytes, encoding: str | None, tags: tuple[str, ...]) -> "etree.iterparse":
     # libxml2 with no network, no entity expansion and its default size limits (no
     # "billion laughs", no external entities). Only the entries' end events reach Python, and
     # each entry is cleared once read, so memory stays flat and time low on 50 MB files.
-    options = {"events": ("end",), "tag": _ENTRY_TAGS, "resolve_entities": False,
+    options = {"events": ("end",), "tag": tags, "resolve_entities": False,
                "no_network": True, "load_dtd": False, "huge_tree": False,
                "remove_comments": True, "remove_pis": True}
     try:
@@ -213,7 +321,7 @@ def read_sitemap(
     break, with a warning; `since` drops entries whose lastmod (or news:publication_date) is
     older."""
     listing = Listing()
-    events = _xml_events(body, _override_encoding(body, charset))
+    events = _xml_events(body, _override_encoding(body, charset), _ENTRY_TAGS)
     root = ""
     try:
         for _, element in events:

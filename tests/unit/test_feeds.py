@@ -26,6 +26,8 @@ from shared.settings import Settings
 from shared.sources.expand import Document, Limits, expand, since_cutoff
 from shared.sources.read import (
     SourceError,
+    _parse_feed,
+    _stream_feed,
     gunzipped,
     kind_of,
     read_feed,
@@ -301,6 +303,154 @@ def test_backoff_doubles_within_bounds() -> None:
     assert [backoff_s(n, 3600, transient=False) for n in (1, 2, 6, 40)] == [
         3600, 7200, 86_400, 86_400]
     assert backoff_s(5, 2 * 86_400, transient=False) == 2 * 86_400
+
+
+# The streamed reader picks each entry's link as feedparser does (feedparser reads the feeds
+# that are not well-formed XML): both are run on the same feeds.
+_A = 'xmlns="http://www.w3.org/2005/Atom"'
+FEED_SHAPES = {
+    "rss rel": (
+        '<rss version="2.0"><channel><item><link>/a</link></item><item><link>b</link>'
+        '</item><item><link>  https://x.example/c  </link></item></channel></rss>'
+    ),
+    "rss xmlbase": (
+        '<rss version="2.0" xml:base="https://base.example/root/"><channel><item><link>'
+        'a</link></item></channel></rss>'
+    ),
+    "rss guid": (
+        '<rss version="2.0"><channel><item><guid>https://x.example/g</guid></item><item>'
+        '<guid isPermaLink="false">https://x.example/h</guid></item><item><guid>'
+        'not-a-url</guid></item></channel></rss>'
+    ),
+    "rss atomlink": (
+        '<rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom"><channel>'
+        '<atom:link rel="self" href="https://x.example/feed"/><item>'
+        '<atom:link href="https://x.example/al"/></item><item>'
+        '<atom:link rel="alternate" href="/rel-al"/></item></channel></rss>'
+    ),
+    "rss cdata": (
+        '<rss version="2.0"><channel><item><link><![CDATA[https://x.example/cd?a=1&b=2]]>'
+        '</link></item></channel></rss>'
+    ),
+    "rss amp": (
+        '<rss version="2.0"><channel><item><link>https://x.example/q?a=1&amp;b=2</link>'
+        '</item></channel></rss>'
+    ),
+    "rdf": (
+        '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" xmlns="http://purl.or'
+        'g/rss/1.0/">'
+        '<channel rdf:about="https://x.example/"><title>t</title><link>'
+        'https://x.example/</link></channel><item rdf:about="https://x.example/r1">'
+        '<title>r</title><link>https://x.example/r1</link></item>'
+        '<item rdf:about="https://x.example/r2"><title>r</title></item></rdf:RDF>'
+    ),
+    "atom basic": (
+        f'<feed {_A}><entry><link href="https://x.example/1"/><id>urn:1</id></entry>'
+        f'<entry><link rel="enclosure" href="https://x.example/e.mp3"/>'
+        f'<link rel="alternate" type="text/html" href="/2"/></entry></feed>'
+    ),
+    "atom types": (
+        f'<feed {_A}><entry>'
+        f'<link rel="alternate" type="application/pdf" href="https://x.example/p.pdf"/>'
+        f'<link rel="alternate" type="text/html" href="https://x.example/h"/></entry>'
+        f'<entry>'
+        f'<link rel="alternate" type="application/pdf" href="https://x.example/only.pdf"/>'
+        f'</entry></feed>'
+    ),
+    "atom xmlbase": (
+        f'<feed {_A} xml:base="https://b.example/x/"><entry xml:base="sub/">'
+        f'<link href="page"/></entry><entry><link href="/abs"/></entry></feed>'
+    ),
+    "atom id": (
+        f'<feed {_A}><entry><id>https://x.example/by-id</id></entry><entry><id>'
+        f'Correct Value</id></entry><entry><id>tag:x,2020:1</id></entry></feed>'
+    ),
+    "atom nolink rel": (
+        f'<feed {_A}><entry><link rel="related" href="https://x.example/rel"/><id>'
+        f'urn:x</id></entry><entry><link rel="self" href="https://x.example/self"/>'
+        f'</entry></feed>'
+    ),
+    "atom03": (
+        '<feed version="0.3" xmlns="http://purl.org/atom/ns#"><entry>'
+        '<link rel="alternate" type="text/html" href="https://x.example/03"/></entry>'
+        '</feed>'
+    ),
+    "atom link no rel no type": (
+        f'<feed {_A}><entry><link href="https://x.example/n"/>'
+        f'<link href="https://x.example/n2"/></entry></feed>'
+    ),
+    "rss091": (
+        '<rss version="0.91"><channel><item><title>x</title><link>'
+        'https://x.example/091</link></item></channel></rss>'
+    ),
+    "rss link+guid": (
+        '<rss version="2.0"><channel><item><guid>https://x.example/g</guid><link>'
+        'https://x.example/l</link></item></channel></rss>'
+    ),
+    "rss empty link": (
+        '<rss version="2.0"><channel><item><link></link><guid>https://x.example/g2</guid>'
+        '</item></channel></rss>'
+    ),
+    "rss javascript": (
+        '<rss version="2.0"><channel><item><link>javascript:alert(1)</link></item><item>'
+        '<link>mailto:a@b.c</link></item></channel></rss>'
+    ),
+    "atom content-type xhtml": (
+        f'<feed {_A}><entry>'
+        f'<link rel="alternate" type="application/xhtml+xml" href="https://x.example/xh"/>'
+        f'</entry></feed>'
+    ),
+    "rss xmlbase on item": (
+        '<rss version="2.0"><channel><item xml:base="https://other.example/d/"><link>'
+        'p</link></item></channel></rss>'
+    ),
+    "rss relative xmlbase": (
+        '<rss version="2.0" xml:base="/news/"><channel><item><link>p</link></item>'
+        '</channel></rss>'
+    ),
+    "rss two links": (
+        '<rss version="2.0"><channel><item><link>https://x.example/first</link><link>'
+        'https://x.example/second</link></item></channel></rss>'
+    ),
+    "rss link then atom": (
+        '<rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom"><channel><item>'
+        '<link>https://x.example/t</link>'
+        '<atom:link rel="alternate" href="https://x.example/a"/></item></channel></rss>'
+    ),
+    "atom rel alternate later": (
+        f'<feed {_A}><entry><link rel="alternate" href="https://x.example/1"/>'
+        f'<link rel="replies" href="https://x.example/c"/></entry></feed>'
+    ),
+    "rss dc": (
+        '<rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/"><channel><item>'
+        '<dc:identifier>x</dc:identifier><link>https://x.example/dc</link></item>'
+        '</channel></rss>'
+    ),
+    "rss guid perma True": (
+        '<rss version="2.0"><channel><item><guid isPermaLink="True">'
+        'https://x.example/T</guid></item><item><guid isPermaLink="FALSE">'
+        'https://x.example/F</guid></item></channel></rss>'
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", FEED_SHAPES)
+def test_streamed_feeds_read_as_feedparser_reads_them(shape: str) -> None:
+    body = ('<?xml version="1.0" encoding="utf-8"?>' + FEED_SHAPES[shape]).encode()
+    base = "https://feeds.example/dir/feed.xml"
+    streamed = _stream_feed(body, base, None, None, 1000)
+    assert streamed is not None
+    parsed = _parse_feed(body, base, "", None, None, 1000)
+    assert (streamed.pages, streamed.skipped) == (parsed.pages, parsed.skipped)
+    assert streamed.pages or streamed.skipped
+
+
+def test_a_feed_that_is_not_well_formed_is_read_by_feedparser() -> None:
+    body = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>A&nbsp;B</title>'
+            b"<item><link>https://news.example/a</link></item>"
+            b"<item><link>https://news.example/b</link></item></channel></rss>")
+    assert read_feed(body, "https://news.example/f").pages == [
+        "https://news.example/a", "https://news.example/b"]
 
 
 # --- expansion: one function for feeds, sitemaps, indexes and sites -------------------------
