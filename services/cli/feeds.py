@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, NamedTuple
 
+import redis
 import redis.asyncio as aioredis
 import typer
 
@@ -155,7 +156,13 @@ def expand_sources(
             await http.aclose()
             await redis.aclose()
 
-    expansion = asyncio.run(go())
+    try:
+        expansion = asyncio.run(go())
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        # The fetch's politeness (per-host slots, robots.txt cache) lives in Redis.
+        typer.echo(f"error: cannot reach Redis at {settings.redis_url} (REDIS_URL): {exc}",
+                   err=True)
+        raise typer.Exit(1) from None
     articles = [ArticleSubmitted(url=u, refresh=refresh, source="feed") for u in expansion.urls]
     return SourcesRead(articles, expansion)
 

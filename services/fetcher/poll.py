@@ -82,6 +82,9 @@ class FeedPoller:
             expansion = await expand(
                 self._fetch, [url], limits, fetched={url: page},
                 deferred={f: failure.retry_at for f, failure in failing.items()})
+            # A failing sitemap the index no longer lists is forgotten with the ones read.
+            listed = {f.url for f in expansion.failures} | set(expansion.deferred)
+            expansion.read += [f for f in failing if f not in listed and f != url]
         return await self._settle(feed, page, expansion, polled_at)
 
     async def _failed(self, feed: Feed, failure: Failure, polled_at: str, status: str) -> None:

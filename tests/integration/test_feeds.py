@@ -348,6 +348,14 @@ async def test_scheduler_submits_the_good_sitemaps_and_retries_the_failing_one(
         assert site.hits("/index.xml")[-1].headers["if-none-match"] == '"i1"'
         assert await registry.failing(feed_url) == {}
         assert (await registry.state(feed_url))["error"] == ""
+
+        # A failing sitemap the index stops listing is forgotten.
+        site.routes["/index.xml"] = etagged(index(site.url("/a.xml"), site.url("/c.xml")), '"i2"')
+        assert await poller.poll(feed) == []
+        assert list(await registry.failing(feed_url)) == [site.url("/c.xml")]
+        site.routes["/index.xml"] = etagged(index(site.url("/a.xml")), '"i3"')
+        assert await poller.poll(feed) == []
+        assert await registry.failing(feed_url) == {}
     assert submitted.urls == [site.url("/a1"), site.url("/b1")]
 
 
