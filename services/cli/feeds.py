@@ -10,11 +10,9 @@ import redis
 import redis.asyncio as aioredis
 import typer
 
-from services.fetcher.crawl import Crawler
-from services.fetcher.fetch import ROBOTS, XML, FetchedPage, make_client
 from shared.messages import ArticleSubmitted
 from shared.settings import Settings
-from shared.sources.expand import Expansion, Limits, expand, since_cutoff
+from shared.sources.expand import Expansion, since_cutoff
 from shared.sources.registry import FeedRegistry
 
 feeds_app = typer.Typer(help="Feeds and sitemaps the scheduler polls.", no_args_is_help=True)
@@ -142,22 +140,12 @@ def expand_sources(
     sitemaps and sites list, once by article id, fetched through the fetcher's guarded and
     polite fetch. A file that fails is reported in the expansion; the rest is still read."""
 
-    async def go() -> Expansion:
-        redis = aioredis.from_url(settings.redis_url)
-        http = make_client(settings)
-        crawler = Crawler(http, redis, settings)
-
-        async def fetch(url: str, *, robots: bool = False) -> FetchedPage:
-            return await crawler.fetch(url, kind=ROBOTS if robots else XML, key="cli")
-
-        try:
-            return await expand(fetch, sources, Limits.of(settings, since), sites=sites)
-        finally:
-            await http.aclose()
-            await redis.aclose()
+    # Imported here: only these commands fetch, and they ask the fetcher to (its guarded,
+    # polite fetch); the rest of the CLI does not load it.
+    from services.fetcher.sources import read_sources
 
     try:
-        expansion = asyncio.run(go())
+        expansion = asyncio.run(read_sources(settings, sources, sites, since))
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         # The fetch's politeness (per-host slots, robots.txt cache) lives in Redis.
         typer.echo(f"error: cannot reach Redis at {settings.redis_url} (REDIS_URL): {exc}",

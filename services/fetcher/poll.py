@@ -6,7 +6,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 from services.fetcher.crawl import Crawler
-from services.fetcher.fetch import ROBOTS, XML, FetchedPage
+from services.fetcher.fetch import XML, FetchedPage
+from services.fetcher.sources import source_fetch
 from shared.errors import NewsflowError, TransientError
 from shared.messages import ArticleSubmitted
 from shared.settings import Settings
@@ -32,6 +33,7 @@ class FeedPoller:
         self.crawler = crawler
         self.submit = submit
         self.settings = settings
+        self._fetch = source_fetch(crawler, "feed")
 
     async def poll_due(self) -> int:
         """Poll every feed due now, at once; returns how many were polled."""
@@ -48,9 +50,6 @@ class FeedPoller:
                 # Redis is briefly away, say: log it and keep the schedule going.
                 logger.exception("polling feeds failed")
             await asyncio.sleep(self.settings.scheduler_tick_s)
-
-    async def _fetch(self, url: str, *, robots: bool = False) -> FetchedPage:
-        return await self.crawler.fetch(url, kind=ROBOTS if robots else XML, key="feed")
 
     async def poll(self, feed: Feed) -> list[str]:
         """Poll one feed; returns the URLs submitted. Whatever part of it reads is submitted;
