@@ -1,6 +1,8 @@
 """Feeds and sitemaps as sources, against a local web server and a real redis-server: the
-scheduler's polls (conditional GET, only new entries), `newsflow feeds`, `publish --feed`,
-`publish --sitemap`, and `publish --wait` for a URL fetched before."""
+scheduler's polls (conditional GET, only new entries, failing parts retried with backoff),
+`newsflow feeds`, `publish --feed/--sitemap/--site` on files shaped as the web serves them
+(indexes with a 404 sitemap, cut and plain-text sitemaps, charsets only in the header, one
+article linked seven ways), and `publish --wait` for a URL fetched before."""
 
 import asyncio
 import gzip
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from services.fetcher import scheduler
 from services.fetcher.crawl import Crawler
 from services.fetcher.fetch import make_client
 from services.fetcher.poll import FeedPoller
@@ -391,3 +394,26 @@ async def test_scheduler_backs_off_a_failing_feed_and_applies_its_since(
     assert submitted.urls == [site.url("/new")]
     (news,) = [f for f in await registry.feeds() if f.url.endswith("/news.xml")]
     assert news.since == "2025-01-01"
+
+
+async def test_the_scheduler_service_submits_what_reads_and_feeds_list_says_what_failed(
+    site: LocalSite, quick: Settings, env: dict[str, str], redis_client: "Redis[bytes]"
+) -> None:
+    site.routes["/index.xml"] = xml(index(site.url("/news.txt"), site.url("/missing.xml")),
+                                    "application/xml")
+    site.routes["/news.txt"] = xml(f"{site.url('/n1')}\n{site.url('/n2')}\n".encode(),
+                                   "text/plain; charset=utf-8")
+    code, _, err = await cli(env, "feeds", "add", site.url("/index.xml"), "--every", "1h",
+                             "--since", "2d")
+    assert code == 0, err
+    async with scheduler.create_app(quick.model_copy(
+            update={"scheduler_tick_s": 0.2})).start_lifespan_context():
+        await until(lambda: _state_has(redis_client, site.url("/index.xml"), "failed"), 60)
+    assert await submitted_urls(redis_client) == [site.url("/n1"), site.url("/n2")]
+    code, out, _ = await cli(env, "feeds", "list")
+    assert "since 2d" in out and "2 new, 1 files failed" in out
+    assert f"error: {site.url('/missing.xml')}: HTTP 404" in out
+
+
+async def _state_has(client: "Redis[bytes]", feed: str, field: str) -> bool:
+    return bool(await client.hexists(keys.feed_state(feed), field))
