@@ -6,6 +6,7 @@ import codecs
 import email.utils
 import io
 import re
+import xml.sax
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -106,27 +107,6 @@ def _date(text: str | None) -> datetime | None:
 
 def _looks_like_html(body: bytes) -> bool:
     return _head_text(body).startswith(_HTML_STARTS)
-
-
-def _entry_link(entry: feedparser.FeedParserDict, base_url: str) -> str | None:
-    link = (entry.get("link") or "").strip()
-    if not link:
-        return None
-    if link not in {(found.get("href") or "").strip() for found in entry.get("links") or []}:
-        # Not from a <link>: feedparser took the entry's id (an RSS guid, an Atom id). An id is
-        # a name, not an address, unless it is a whole http(s) URL by itself; joined to the
-        # feed's URL it would invent one ("…/Correct Value").
-        return link if _usable(link) and not any(c.isspace() for c in link) else None
-    url = urljoin(base_url, link)
-    return url if _usable(url) else None
-
-
-def _entry_date(entry: feedparser.FeedParserDict) -> datetime | None:
-    """When the entry last changed: the later of its published and updated dates."""
-    # dict.get: FeedParserDict.get maps a missing updated_parsed to published_parsed, warning.
-    dates = [datetime.fromtimestamp(calendar.timegm(parsed), UTC)
-             for key in ("published_parsed", "updated_parsed") if (parsed := dict.get(entry, key))]
-    return max(dates, default=None)
 
 
 def read_feed(
@@ -239,12 +219,37 @@ def _any_date(text: str | None) -> datetime | None:
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
+# --- feedparser, for feeds that are not well-formed XML ------------------------------------
+
+
+def _entry_link(entry: feedparser.FeedParserDict, base_url: str) -> str | None:
+    link = (entry.get("link") or "").strip()
+    if not link:
+        return None
+    if link not in {(found.get("href") or "").strip() for found in entry.get("links") or []}:
+        # Not from a <link>: feedparser took the entry's id (an RSS guid, an Atom id). An id is
+        # a name, not an address, unless it is a whole http(s) URL by itself; joined to the
+        # feed's URL it would invent one ("…/Correct Value").
+        return link if _usable(link) and not any(c.isspace() for c in link) else None
+    url = urljoin(base_url, link)
+    return url if _usable(url) else None
+
+
+def _entry_date(entry: feedparser.FeedParserDict) -> datetime | None:
+    """When the entry last changed: the later of its published and updated dates."""
+    # dict.get: FeedParserDict.get maps a missing updated_parsed to published_parsed, warning.
+    dates = [datetime.fromtimestamp(calendar.timegm(parsed), UTC)
+             for key in ("published_parsed", "updated_parsed") if (parsed := dict.get(entry, key))]
+    return max(dates, default=None)
+
+
 def _parse_feed(
     body: bytes, base_url: str, content_type: str, charset: str | None,
     since: datetime | None, limit: int,
 ) -> Listing:
     headers = {}
-    if charset:
+    # The same rule as the streamed reader's: the HTTP charset when the file declares none.
+    if charset := _override_encoding(body, charset):
         headers["content-type"] = f"{content_type or 'application/xml'}; charset={charset}"
     # A stream, never bytes or str: feedparser opens a str (and bytes) as a file path or URL.
     # No content-location: a relative id must stay relative, so _entry_link can refuse it.
@@ -256,6 +261,11 @@ def _parse_feed(
                           + (f" ({problem})" if problem else "")
                           + (f", served as {content_type}" if content_type else ""))
     listing = Listing()
+    if parsed.get("bozo") and (problem := parsed.get("bozo_exception")):
+        what = ("is cut short or malformed" if isinstance(problem, xml.sax.SAXException)
+                else "was read leniently")
+        listing.warnings.append(f"{base_url} {what} ({problem}); kept the entries feedparser "
+                                "could read")
     for entry in parsed.entries:
         if len(listing.pages) >= limit:
             listing.capped = True

@@ -684,3 +684,13 @@ async def test_xml_fetch_takes_a_plain_text_sitemap_but_not_prose() -> None:
     with pytest.raises(WrongContentType, match="does not look like XML"):
         await get(lambda _: streamed(200, {"Content-Type": "text/plain"}, b"Hello, reader."),
                   kind=XML)
+
+
+def test_a_truncated_feed_keeps_its_entries_before_the_break_with_a_warning() -> None:
+    whole = b"<rss version='2.0'><channel>" + b"".join(
+        f"<item><link>https://news.example/{i}</link></item>".encode() for i in range(20)
+    ) + b"</channel></rss>"
+    listing = read_feed(whole[: whole.index(b"https://news.example/12<")],
+                        "https://news.example/f")
+    assert listing.pages == [f"https://news.example/{i}" for i in range(12)]
+    assert "cut short or malformed" in listing.warnings[0]
