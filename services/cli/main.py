@@ -136,15 +136,18 @@ def publish(
     sitemap: Annotated[list[str] | None, typer.Option(
         help="A sitemap, sitemap index or plain-text sitemap: submit every page it lists.")] = None,
     site: Annotated[list[str] | None, typer.Option(
-        help="A site: submit the pages of the sitemaps its robots.txt names.")] = None,
+        help="A site: submit the pages of the sitemaps its robots.txt names (else of its "
+             "/sitemap.xml).")] = None,
     since: Annotated[str | None, typer.Option(
         help="With --feed/--sitemap/--site: only entries changed since a date (2025-01-31) "
              "or within an age (2d).")] = None,
     wait: Annotated[bool, typer.Option(help="Wait until every article is indexed.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 120.0,
 ) -> None:
-    """Submit articles: URLs, a file of URLs, or raw HTML. With --wait, exit 0 only when every
-    article was indexed (non-zero with the reason when any ended in the dead letters)."""
+    """Submit articles: URLs, a file of URLs, raw HTML, or the pages feeds, sitemaps and sites
+    list (a file of them that fails is reported, the rest submitted, and the exit status is 1).
+    With --wait, exit 0 only when every article was indexed (non-zero with the reason when any
+    ended in the dead letters)."""
     try:
         lines = [*(urls or []), *(file.read_text().splitlines() if file else [])]
         page = html.read_text(errors="replace") if html else None
