@@ -132,8 +132,9 @@ class Expansion:
 
 
 def robots_url(site: str) -> str:
-    """The robots.txt of the site `site` (any URL on it)."""
-    parts = urlsplit(site.strip())
+    """The robots.txt of the site `site` (any URL on it, or a bare host name: https)."""
+    site = site.strip()
+    parts = urlsplit(site if "://" in site else f"https://{site}")
     return urlunsplit((parts.scheme, parts.netloc, "/robots.txt", "", ""))
 
 

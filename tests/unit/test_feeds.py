@@ -23,7 +23,7 @@ from services.fetcher.fetch import (
 )
 from shared.messages import article_id
 from shared.settings import Settings
-from shared.sources.expand import Document, Limits, expand, since_cutoff
+from shared.sources.expand import Document, Limits, expand, robots_url, since_cutoff
 from shared.sources.read import (
     SourceError,
     _parse_feed,
@@ -694,3 +694,11 @@ def test_a_truncated_feed_keeps_its_entries_before_the_break_with_a_warning() ->
                         "https://news.example/f")
     assert listing.pages == [f"https://news.example/{i}" for i in range(12)]
     assert "cut short or malformed" in listing.warnings[0]
+
+
+@pytest.mark.parametrize(("site", "robots"), [
+    ("https://news.example", "https://news.example/robots.txt"),
+    ("http://news.example:8080/a/page?x=1#y", "http://news.example:8080/robots.txt"),
+    ("news.example", "https://news.example/robots.txt")])
+def test_robots_url_of_a_site(site: str, robots: str) -> None:
+    assert robots_url(site) == robots
