@@ -4,6 +4,7 @@ into the URLs it lists: streamed, capped, in the charset the server named."""
 import calendar
 import codecs
 import email.utils
+import html
 import io
 import re
 import xml.sax
@@ -190,10 +191,10 @@ def _stream_link(entry: etree._Element, base_url: str) -> str | None:
                 link, href = child, child.get("href") or ""
         elif name == "link":
             # Even an empty one: feedparser then takes no guid for the link either.
-            link, href = child, (child.text or "")
+            link, href = child, _text(child)
         elif ident is None and ((name == "id" and ns in _ATOM_NS)
                                 or (name == "guid" and child.get("isPermaLink", "true") == "true")):
-            ident = (child.text or "").strip()
+            ident = _text(child)
     if link is not None:
         return _resolved(link, href, base_url) if href.strip() else None
     if ident and _usable(ident) and not any(c.isspace() for c in ident):
@@ -290,6 +291,17 @@ def _local(tag: object) -> str:
     return tag.rpartition("}")[2] if isinstance(tag, str) else ""
 
 
+def _text(element: etree._Element) -> str:
+    """An element's text, stripped, with the entity references libxml2 left unexpanded (those of
+    a DTD it does not load: RSS 0.91's &eacute;…) read as HTML's named characters."""
+    parts = [element.text or ""]
+    for child in element:
+        if isinstance(child, etree._Entity):
+            parts.append(html.unescape(child.text or ""))
+        parts.append(child.tail or "")
+    return "".join(parts).strip()
+
+
 def _override_encoding(body: bytes, charset: str | None) -> str | None:
     """The HTTP charset, when the file itself says nothing (no byte-order mark, no encoding in
     its XML declaration). A declared encoding wins: servers label UTF-8 sitemaps with a default
@@ -370,7 +382,7 @@ def _take(element: etree._Element, page: bool, base_url: str, since: datetime | 
     for child in element:
         tag = _local(child.tag)
         if tag == "loc":
-            loc = loc or (child.text or "").strip()
+            loc = loc or _text(child)
         elif since is None:
             continue
         elif tag == "lastmod" and (when := _date(child.text)):

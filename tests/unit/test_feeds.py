@@ -702,3 +702,16 @@ def test_a_truncated_feed_keeps_its_entries_before_the_break_with_a_warning() ->
     ("news.example", "https://news.example/robots.txt")])
 def test_robots_url_of_a_site(site: str, robots: str) -> None:
     assert robots_url(site) == robots
+
+
+def test_entities_of_a_dtd_not_loaded_are_read_as_html_characters() -> None:
+    # RSS 0.91 names the Netscape DTD for HTML entities; it is never fetched.
+    feed = (b'<?xml version="1.0"?><!DOCTYPE rss PUBLIC "-//Netscape Communications//DTD RSS '
+            b'0.91//EN" "http://my.netscape.com/publish/formats/rss-0.91.dtd"><rss version="0.91">'
+            b"<channel><title>caf&eacute;</title><item><link>https://news.example/caf&eacute;?"
+            b"a=1&amp;b=2</link></item></channel></rss>")
+    assert read_feed(feed, "https://news.example/f").pages == [
+        "https://news.example/café?a=1&b=2"]
+    sitemap = (b'<?xml version="1.0"?><!DOCTYPE urlset SYSTEM "http://news.example/s.dtd">'
+               b"<urlset><url><loc>https://news.example/na&iuml;ve</loc></url></urlset>")
+    assert read_sitemap(sitemap, "https://news.example/s").pages == ["https://news.example/naïve"]
