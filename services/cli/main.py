@@ -174,8 +174,8 @@ def publish(
                        "URLs (see above)", err=True)
             raise typer.Exit(1)
     if not articles:
-        typer.echo("error: nothing to publish (give URLs, --file, --html, --feed or --sitemap)",
-                   err=True)
+        typer.echo("error: nothing to publish (give URLs, --file, --html, --feed, --sitemap or "
+                   "--site)", err=True)
         raise typer.Exit(2)
 
     # A progress bar on a terminal, for more than a handful of articles.
