@@ -42,13 +42,16 @@ PARSE_KILLS_PREFIX = PREFIX + "parse:kills:"
 expires after a day. The second makes the page permanent (services/parser/main.py)."""
 
 FEEDS = PREFIX + "feeds"
-"""Hash: feed URL → its registration as JSON (every_s, added_at)."""
+"""Hash: feed URL → its registration as JSON (every_s, added_at, since)."""
 FEEDS_DUE = PREFIX + "feeds:due"
 """Sorted set: feed URL → when it is next due (Unix seconds)."""
 FEED_STATE_PREFIX = PREFIX + "feed:state:"
 """+ feed URL: hash of its last poll (etag, last_modified, polled_at, status, entries, error)."""
 FEED_SEEN_PREFIX = PREFIX + "feed:seen:"
 """+ feed URL: sorted set of the entry URLs seen in it (score: when last seen, Unix seconds)."""
+FEED_FAILING_PREFIX = PREFIX + "feed:failing:"
+"""+ feed URL: hash of the files of it that failed (the feed itself, sitemaps of its index) →
+JSON {attempts, retry_at, error}: each is retried with backoff (shared/sources/registry.py)."""
 
 
 def host_slots(host: str) -> str:
@@ -81,6 +84,11 @@ def feed_state(url: str) -> str:
 
 def feed_seen(url: str) -> str:
     return FEED_SEEN_PREFIX + url
+
+
+def feed_failing(url: str) -> str:
+    return FEED_FAILING_PREFIX + url
+
 
 REPLICA_PREFIX = PREFIX + "replica:"
 """+ consumer name: a running replica's heartbeat as JSON (stage, metrics address, pid),

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     """Cap on a feed or sitemap, decompressed (the sitemap protocol allows 50 MB)."""
     max_sitemaps: int = 100
     """Sitemap files read when expanding one sitemap index."""
+    max_entries_per_source: int = Field(default=50_000, ge=1)
+    """URLs kept from one feed or sitemap file, and from one `publish` command or poll (the
+    sitemap protocol's 50,000 a file)."""
     scheduler_tick_s: float = 5.0
     """How often the scheduler looks for feeds that are due."""
 

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NamedTuple
 
 import typer
 
-from services.cli.lazy import lazy_module
-
 if TYPE_CHECKING:
-    import asyncio
-
     import redis.asyncio as aioredis
 
-    from services.fetcher.fetch import FetchedPage
-    from services.fetcher.registry import FeedRegistry
     from shared.messages import ArticleSubmitted
     from shared.settings import Settings
-else:
-    # The fetcher's modules are heavy; only these commands need them (services/cli/lazy.py).
-    asyncio = lazy_module("asyncio")
+    from shared.sources.expand import Expansion
+    from shared.sources.registry import FeedRegistry
 
 feeds_app = typer.Typer(help="Feeds and sitemaps the scheduler polls.", no_args_is_help=True)
 
@@ -55,7 +49,7 @@ def _checked_url(url: str) -> str:
 async def _with_registry(settings: Settings) -> tuple[aioredis.Redis, FeedRegistry]:
     import redis.asyncio as aioredis
 
-    from services.fetcher.registry import FeedRegistry
+    from shared.sources.registry import FeedRegistry
 
     client = aioredis.from_url(settings.redis_url)
     return client, FeedRegistry(client)
@@ -75,20 +69,23 @@ def _ago(seconds: float) -> str:
 def feeds_add(
     url: Annotated[str, typer.Argument(help="An RSS/Atom feed or a sitemap URL.")],
     every: Annotated[str, typer.Option(help="How often to poll it: 15m, 2h, 1d.")] = "15m",
+    since: Annotated[str, typer.Option(
+        help="Submit only entries changed since: a date (2025-01-31) or an age (2d).")] = "",
 ) -> None:
     """Register a feed (or sitemap); the scheduler polls it at once, then every --every."""
     url = _checked_url(url)
     every_s = parse_every(every)
+    parse_since(since)
 
     async def go() -> None:
         client, registry = await _with_registry(_settings())
         try:
-            await registry.add(url, every_s)
+            await registry.add(url, every_s, since.strip())
         finally:
             await client.aclose()
 
     asyncio.run(go())
-    typer.echo(f"added {url} every {every_s} s")
+    typer.echo(f"added {url} every {every_s} s" + (f" since {since.strip()}" if since else ""))
 
 
 @feeds_app.command("list")
@@ -107,10 +104,13 @@ def feeds_list() -> None:
             state = feed.state
             last = (f"last {_ago(float(state['polled_at']))} HTTP {state.get('status') or '-'}, "
                     f"{state.get('new', '0')} new" if state.get("polled_at") else "not polled yet")
+            if state.get("failed", "0") != "0":
+                last += f", {state['failed']} files failed"
             if state.get("error"):
                 last += f", error: {state['error']}"
             due = "now" if (feed.next_due or 0) <= time.time() else _ago(feed.next_due or 0)
-            typer.echo(f"{feed.url}  every {feed.every_s} s  next {due}  {last}")
+            since = f"  since {feed.since}" if feed.since else ""
+            typer.echo(f"{feed.url}  every {feed.every_s} s{since}  next {due}  {last}")
 
     asyncio.run(go())
 
@@ -132,44 +132,53 @@ def feeds_remove(url: Annotated[str, typer.Argument(help="A registered feed URL.
     typer.echo(f"removed {url}")
 
 
-class SourceFailed(Exception):
-    """A feed or sitemap given to `publish` could not be read (the message says why)."""
+class SourcesRead(NamedTuple):
+    """What `publish --feed/--sitemap/--site` found: the articles, and what went wrong."""
+
+    articles: list[ArticleSubmitted]
+    expansion: Expansion
+
+
+def parse_since(text: str | None) -> datetime | None:
+    """--since: a date, a date and time, or an age (36h, 2d); None when not given."""
+    from shared.sources.expand import since_cutoff
+
+    try:
+        return since_cutoff(text or "")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from None
 
 
 def expand_sources(
-    settings: Settings, feeds: list[str], sitemaps: list[str], refresh: bool
-) -> list[ArticleSubmitted]:
-    """The articles that `publish --feed/--sitemap` submits: every URL the feeds and sitemaps
-    list, once, fetched through the fetcher's guarded and polite fetch."""
-    import redis.asyncio as aioredis
+    settings: Settings, sources: list[str], sites: list[str], since: datetime | None,
+    refresh: bool,
+) -> SourcesRead:
+    """The articles that `publish --feed/--sitemap/--site` submits: every URL the feeds,
+    sitemaps and sites list, once by article id, fetched through the fetcher's guarded and
+    polite fetch. A file that fails is reported in the expansion; the rest is still read."""
 
-    from services.fetcher.crawl import Crawler
-    from services.fetcher.fetch import XML, FetchError, make_client
-    from services.fetcher.politeness import HostBusy
-    from services.fetcher.sources import SourceError, expand_feed, expand_sitemap
+    # Imported here: only these commands fetch, and they ask the fetcher to (its guarded,
+    # polite fetch); the rest of the CLI does not load it.
+    import redis
+
+    from services.fetcher.sources import read_sources
     from shared.messages import ArticleSubmitted
 
-    async def go() -> list[str]:
-        redis = aioredis.from_url(settings.redis_url)
-        http = make_client(settings)
-        crawler = Crawler(http, redis, settings)
+    try:
+        expansion = asyncio.run(read_sources(settings, sources, sites, since))
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        # The fetch's politeness (per-host slots, robots.txt cache) lives in Redis.
+        typer.echo(f"error: cannot reach Redis at {settings.redis_url} (REDIS_URL): {exc}",
+                   err=True)
+        raise typer.Exit(1) from None
+    articles = [ArticleSubmitted(url=u, refresh=refresh, source="feed") for u in expansion.urls]
+    return SourcesRead(articles, expansion)
 
-        async def fetch(url: str) -> FetchedPage:
-            return await crawler.fetch(url, kind=XML, key="cli")
 
-        found: dict[str, None] = {}
-        try:
-            for url in feeds:
-                found.update(dict.fromkeys(
-                    await expand_feed(fetch, url, settings.max_source_bytes)))
-            for url in sitemaps:
-                found.update(dict.fromkeys(await expand_sitemap(
-                    fetch, url, settings.max_source_bytes, settings.max_sitemaps)))
-        except (FetchError, HostBusy, SourceError) as exc:
-            raise SourceFailed(str(exc)) from exc
-        finally:
-            await http.aclose()
-            await redis.aclose()
-        return list(found)
-
-    return [ArticleSubmitted(url=u, refresh=refresh, source="feed") for u in asyncio.run(go())]
+def report(expansion: Expansion) -> None:
+    """Say on stderr what the sources gave and what of them failed or was left out."""
+    for failure in expansion.failures:
+        typer.echo(f"error: {failure.reason}", err=True)
+    for warning in expansion.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(f"sources: {expansion.summary()}", err=True)

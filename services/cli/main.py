@@ -215,6 +215,23 @@ def _articles_from_lines(lines: list[str], refresh: bool) -> tuple[list[ArticleS
     return articles, bad
 
 
+def _add_from_sources(articles: list[ArticleSubmitted], sources: list[str], sites: list[str],
+                      since: str | None, refresh: bool) -> bool:
+    """Add to `articles` what the feeds, sitemaps and sites list (once by id); whether any of
+    them failed (reported on stderr). Nothing found at all ends the command."""
+    from shared.settings import Settings
+
+    read = feeds.expand_sources(Settings(), sources, sites, feeds.parse_since(since), refresh)
+    feeds.report(read.expansion)
+    known = {a.id for a in articles}
+    articles += [a for a in read.articles if a.id not in known]
+    if not articles:
+        typer.echo("error: nothing to publish: the feeds and sitemaps listed no article "
+                   "URLs (see above)", err=True)
+        raise typer.Exit(1)
+    return bool(read.expansion.failures)
+
+
 @app.command()
 def publish(
     urls: Annotated[list[str] | None, typer.Argument(help="Article URLs.")] = None,
@@ -226,17 +243,24 @@ def publish(
     feed: Annotated[list[str] | None, typer.Option(
         help="An RSS/Atom feed: submit every article it lists.")] = None,
     sitemap: Annotated[list[str] | None, typer.Option(
-        help="A sitemap or sitemap index: submit every page it lists.")] = None,
+        help="A sitemap, sitemap index or plain-text sitemap: submit every page it lists.")] = None,
+    site: Annotated[list[str] | None, typer.Option(
+        help="A site: submit the pages of the sitemaps its robots.txt names (else of its "
+             "/sitemap.xml).")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="With --feed/--sitemap/--site: only entries changed since a date (2025-01-31) "
+             "or within an age (2d).")] = None,
     wait: Annotated[bool, typer.Option(help="Wait until every article is indexed.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 120.0,
 ) -> None:
-    """Submit articles: URLs, a file of URLs, or raw HTML. With --wait, exit 0 only when every
-    article was indexed (non-zero with the reason when any ended in the dead letters)."""
+    """Submit articles: URLs, a file of URLs, raw HTML, or the pages feeds, sitemaps and sites
+    list (a file of them that fails is reported, the rest submitted, and the exit status is 1).
+    With --wait, exit 0 only when every article was indexed (non-zero with the reason when any
+    ended in the dead letters)."""
     from rich.console import Console
     from rich.progress import MofNCompleteColumn, Progress
 
     from shared.messages import ArticleSubmitted
-    from shared.settings import Settings
 
     try:
         lines = [*(urls or []), *(file.read_text().splitlines() if file else [])]
@@ -251,17 +275,12 @@ def publish(
         except ValueError as exc:
             typer.echo(f"error: --html: {exc}", err=True)
             raise typer.Exit(2) from None
-    if feed or sitemap:
-        try:
-            listed = feeds.expand_sources(Settings(), feed or [], sitemap or [], refresh)
-        except feeds.SourceFailed as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
-        known = {a.id for a in articles}
-        articles += [a for a in listed if a.id not in known]
+    sources = [*(feed or []), *(sitemap or [])]
+    sources_failed = bool(sources or site) and _add_from_sources(
+        articles, sources, site or [], since, refresh)
     if not articles:
-        typer.echo("error: nothing to publish (give URLs, --file, --html, --feed or --sitemap)",
-                   err=True)
+        typer.echo("error: nothing to publish (give URLs, --file, --html, --feed, --sitemap or "
+                   "--site)", err=True)
         raise typer.Exit(2)
 
     # A progress bar on a terminal, for more than a handful of articles.
@@ -287,13 +306,15 @@ def publish(
     if outcome is None:
         if bad:
             raise typer.Exit(2)
+        if sources_failed:
+            raise typer.Exit(1)
         return
     for article_id, reason in sorted(outcome.dead.items()):
         typer.echo(f"dead {article_id}: {reason}", err=True)
     for article_id in sorted(outcome.missing):
         typer.echo(f"timeout {article_id}: not indexed after {timeout:.0f} s", err=True)
     typer.echo(f"indexed {len(outcome.indexed)}/{len(articles)}")
-    if outcome.dead or outcome.missing or bad:
+    if outcome.dead or outcome.missing or bad or sources_failed:
         raise typer.Exit(1)
 
 

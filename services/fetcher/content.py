@@ -142,6 +142,17 @@ def looks_like_xml(head: bytes) -> bool:
     return head.startswith(_XML_STARTS)
 
 
+def looks_like_url_list(head: bytes) -> bool:
+    """Whether the first bytes of a body are a plain-text sitemap: an http(s) URL a line."""
+    head = head.removeprefix(codecs.BOM_UTF8).lstrip(b" \t\n\x0c\r").lower()
+    return head.startswith((b"http://", b"https://"))
+
+
+def looks_like_source(head: bytes) -> bool:
+    """Whether the first bytes of a body are a feed or sitemap: XML, gzip, or a URL list."""
+    return looks_like_xml(head) or looks_like_url_list(head)
+
+
 def decode_html(body: bytes, header_charset: str | None) -> tuple[str, str]:
     """The text of an HTML body and the codec used: a byte-order mark, else the Content-Type
     charset, else a <meta> declaration, else detection. Undecodable bytes become U+FFFD."""

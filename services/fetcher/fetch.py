@@ -22,7 +22,7 @@ from services.fetcher.content import (
     Decompressor,
     decode_html,
     looks_like_html,
-    looks_like_xml,
+    looks_like_source,
     parse_content_type,
 )
 from services.fetcher.ssrf import Resolver, guard_reason, parse_ip, parse_networks, resolve_host
@@ -86,9 +86,10 @@ XML = DocumentKind(
     "XML",
     "application/rss+xml,application/atom+xml,application/xml;q=0.9,text/xml;q=0.9,*/*;q=0.1",
     XML_TYPES,
-    # Feeds and sitemaps are often served with a wrong type; their first bytes tell.
+    # Feeds and sitemaps are often served with a wrong type; their first bytes tell. Plain-text
+    # sitemaps (one URL a line) come as text/plain.
     SNIFFED_TYPES | {"text/plain", "text/html"},
-    looks_like_xml,
+    looks_like_source,
     lambda s: s.max_source_bytes,
     decode=False,
 )
@@ -117,6 +118,8 @@ class FetchedPage:
     last_modified: str | None = None
     raw: bytes = b""
     """The body, for kinds that are not decoded as HTML (feeds, sitemaps, robots.txt)."""
+    charset: str | None = None
+    """The Content-Type's charset, for kinds not decoded here (their reader applies it)."""
 
     @property
     def not_modified(self) -> bool:
@@ -442,7 +445,7 @@ async def _read_page(
         return FetchedPage(
             url=requested, final_url=str(url), status=status, content_type=media_type,
             html="", size_bytes=len(body), elapsed_ms=0.0, raw=body, etag=etag,
-            last_modified=last_modified,
+            last_modified=last_modified, charset=charset,
         )
 
     # Charset detection on a page of megabytes takes ~0.1 s of CPU: not on the event loop.

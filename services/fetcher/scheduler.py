@@ -9,10 +9,10 @@ from faststream.asgi import AsgiFastStream
 from services.fetcher.crawl import Crawler
 from services.fetcher.fetch import make_client
 from services.fetcher.poll import FeedPoller
-from services.fetcher.registry import FeedRegistry
 from shared.broker import Stage
 from shared.messages import ArticleSubmitted
 from shared.settings import Settings
+from shared.sources.registry import FeedRegistry
 from shared.streams import SUBMITTED
 
 
