@@ -244,3 +244,25 @@ class ArticleFailed(BaseModel):
     deliveries: int
     original: dict[str, str]
     failed_at: datetime = Field(default_factory=now)
+
+
+class WatchMatched(Event):
+    """A watch matched a newly indexed article: one event per (watch, article); `id` and `url`
+    are the article's. Delivered at least once, keyed by `key`."""
+
+    watch_id: str
+    watch_name: str = ""
+    title: str = ""
+    published: datetime | None = None
+    source: str | None = None
+    language: str = "und"
+    countries: list[str] = Field(default_factory=list)
+    snippet: str = ""
+    story: str = ""
+    """The id of the story's first article (the article itself unless it is a near-duplicate)."""
+    indexed_at: datetime | None = None
+
+    @property
+    def key(self) -> str:
+        """The idempotency key of its deliveries: the same for every repeat."""
+        return f"{self.watch_id}:{self.id}"

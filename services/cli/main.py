@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress
 
 from services.cli import feeds, pipeline
+from services.cli.watch import watch_app
 from shared import store
 from shared.logging import setup_logging
 from shared.messages import ArticleSubmitted
@@ -30,6 +31,7 @@ app = typer.Typer(help="newsflow: fetch, parse, enrich and index news articles."
 dead_app = typer.Typer(help="Inspect and re-drive dead letters.", no_args_is_help=True)
 app.add_typer(dead_app, name="dead")
 app.add_typer(feeds.feeds_app, name="feeds")
+app.add_typer(watch_app, name="watch")
 
 # Each runnable service and the module whose create_app() builds it.
 SERVICES = {
@@ -38,6 +40,7 @@ SERVICES = {
     "parser": "services.parser.main",
     "enricher": "services.enricher.main",
     "indexer": "services.indexer.main",
+    "watcher": "services.watcher.main",
     "api": "services.api.main",
 }
 T = TypeVar("T")

@@ -1,0 +1,448 @@
+"""Match one article against every watch without a query per watch: an index from lexemes and
+filter values to the watches that need them, exact boolean evaluation in Python, and one SQL
+statement per article for the few candidate queries with phrases.
+
+Exactness: a watch matches an article when `newsflow search` with the watch's words and filters
+would return it. Search matches `document @@ websearch_to_tsquery(<article's config>, q)`; the
+watch's query is turned into a tsquery by PostgreSQL itself (per text-search configuration, once),
+so stemming and stop words are PostgreSQL's. A tsquery of AND, OR and NOT only depends on which
+lexemes the document holds, and is evaluated here on the article's lexemes; a phrase (`<->`,
+`<N>`) depends on positions, and is left to PostgreSQL, with the stored document.
+"""
+
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from shared.messages import ArticleIndexed, WatchMatched
+from shared.watches import Watch, WatchFilters, list_watches
+from shared.watches import version as watches_version
+
+logger = logging.getLogger("newsflow.watcher")
+
+Node = tuple[Any, ...]
+"""A parsed tsquery: ("lex", word) | ("not", node) | ("and", nodes) | ("or", nodes) |
+("phrase", nodes)."""
+
+Compile = Callable[[str, list[str]], Awaitable[list[str]]]
+"""(text-search config, queries) → each query's websearch_to_tsquery as text (PostgreSQL)."""
+PhraseCheck = Callable[[str, list[str]], Awaitable[list[bool]]]
+"""(article id, queries) → whether the stored article matches each (PostgreSQL)."""
+
+_TOKEN = re.compile(r"\s*(?:'((?:[^'\\]|''|\\.)*)'(?::[*A-D]+)?|(<->|<\d+>)|([!&|()]))")
+
+
+class _Parser:
+    """tsquery text as PostgreSQL prints it. Precedence, tightest first: ! <-> & |."""
+
+    def __init__(self, text: str) -> None:
+        self.tokens: list[tuple[str, str]] = []
+        pos = 0
+        text = text.rstrip()
+        while pos < len(text):
+            m = _TOKEN.match(text, pos)
+            if m is None:
+                raise ValueError(f"unreadable tsquery {text!r} at {pos}")
+            lexeme, phrase, op = m.groups()
+            if lexeme is not None:
+                self.tokens.append(("lex", re.sub(r"''|\\(.)", lambda x: x.group(1) or "'",
+                                                  lexeme)))
+            else:
+                self.tokens.append(("op", phrase or op))
+            pos = m.end()
+        self.at = 0
+
+    def peek(self) -> str | None:
+        return self.tokens[self.at][1] if self.at < len(self.tokens) and \
+            self.tokens[self.at][0] == "op" else None
+
+    def parse(self) -> Node | None:
+        if not self.tokens:
+            return None
+        node = self.or_()
+        if self.at != len(self.tokens):
+            raise ValueError("trailing tokens in tsquery")
+        return node
+
+    def or_(self) -> Node:
+        nodes = [self.and_()]
+        while self.peek() == "|":
+            self.at += 1
+            nodes.append(self.and_())
+        return nodes[0] if len(nodes) == 1 else ("or", tuple(nodes))
+
+    def and_(self) -> Node:
+        nodes = [self.phrase()]
+        while self.peek() == "&":
+            self.at += 1
+            nodes.append(self.phrase())
+        return nodes[0] if len(nodes) == 1 else ("and", tuple(nodes))
+
+    def phrase(self) -> Node:
+        nodes = [self.unary()]
+        while (op := self.peek()) is not None and op.startswith("<"):
+            self.at += 1
+            nodes.append(self.unary())
+        return nodes[0] if len(nodes) == 1 else ("phrase", tuple(nodes))
+
+    def unary(self) -> Node:
+        kind, value = self.tokens[self.at]
+        self.at += 1
+        if kind == "lex":
+            return ("lex", value)
+        if value == "!":
+            return ("not", self.unary())
+        if value == "(":
+            node = self.or_()
+            if self.peek() != ")":
+                raise ValueError("unbalanced parenthesis in tsquery")
+            self.at += 1
+            return node
+        raise ValueError(f"unexpected {value!r} in tsquery")
+
+
+def parse_tsquery(text: str) -> Node | None:
+    """A tsquery's text form as a tree; None for the empty query (only stop words)."""
+    return _Parser(text).parse()
+
+
+def has_phrase(node: Node) -> bool:
+    if node[0] == "lex":
+        return False
+    if node[0] == "phrase":
+        return True
+    children = (node[1],) if node[0] == "not" else node[1]
+    return any(has_phrase(c) for c in children)
+
+
+def needed(node: Node) -> frozenset[str] | None:
+    """Lexemes of which a matching document holds at least one; None when no such set exists
+    (a bare NOT). AND and phrases need any one child's set: the smallest, longest words first
+    (long words are rarer, so fewer articles make the watch a candidate)."""
+    kind = node[0]
+    if kind == "lex":
+        return frozenset((node[1],))
+    if kind == "not":
+        return None
+    sets = [needed(c) for c in node[1]]
+    if kind == "or":
+        if any(s is None for s in sets):
+            return None
+        return frozenset().union(*(s for s in sets if s is not None))
+    known = [s for s in sets if s is not None]
+    if not known:
+        return None
+    return min(known, key=lambda s: (len(s), -min(len(w) for w in s)))
+
+
+def evaluate(node: Node, lexemes: frozenset[str] | set[str]) -> bool:
+    """Whether a document holding `lexemes` matches a tsquery without phrases."""
+    kind = node[0]
+    if kind == "lex":
+        return node[1] in lexemes
+    if kind == "not":
+        return not evaluate(node[1], lexemes)
+    if kind == "and":
+        return all(evaluate(c, lexemes) for c in node[1])
+    if kind == "or":
+        return any(evaluate(c, lexemes) for c in node[1])
+    raise ValueError("phrases are evaluated by PostgreSQL")
+
+
+@dataclass(frozen=True)
+class ArticleFacts:
+    """What matching needs of a stored article (one row of `articles`)."""
+
+    id: str
+    ts_config: str
+    lexemes: frozenset[str]
+    language: str
+    source: str | None
+    site_name: str | None
+    entity_names: frozenset[str]
+    entity_keys: frozenset[str]
+    countries: frozenset[str]
+    published: datetime | None
+
+    def filter_keys(self) -> Iterable[tuple[str, str]]:
+        yield ("language", self.language)
+        for c in self.countries:
+            yield ("country", c)
+        if self.source:
+            yield ("source", self.source)
+        if self.site_name:
+            yield ("source", self.site_name.lower())
+        for name in self.entity_names:
+            yield ("entity", name)
+        for key in self.entity_keys:
+            yield ("entity_key", key)
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class FilterCheck:
+    """A watch's filters, normalised as `shared/store.py`'s WHERE clause normalises them."""
+
+    language: str | None = None
+    source: str | None = None
+    entity: str | None = None
+    entity_keys: tuple[str, ...] = ()
+    country: str | None = None
+    since: datetime | None = None
+    before: datetime | None = None
+
+    @classmethod
+    def of(cls, f: WatchFilters) -> "FilterCheck":
+        return cls(
+            language=f.language.lower() if f.language else None,
+            source=f.source.lower().removeprefix("www.") if f.source else None,
+            entity=f.entity.lower() if f.entity else None,
+            entity_keys=tuple(f"{kind}:{name.lower()}" for kind, name in (
+                ("person", f.person), ("organization", f.organization), ("place", f.place))
+                if name),
+            country=f.country.upper() if f.country else None,
+            since=_day_start(f.since) if f.since else None,
+            before=_day_start(f.until + timedelta(days=1)) if f.until else None,
+        )
+
+    def key(self) -> tuple[str, str] | None:
+        """One filter value every matching article has (to index a watch without words)."""
+        if self.entity_keys:
+            return ("entity_key", self.entity_keys[0])
+        for kind, value in (("entity", self.entity), ("source", self.source),
+                            ("country", self.country), ("language", self.language)):
+            if value:
+                return (kind, value)
+        return None
+
+    def accepts(self, a: ArticleFacts) -> bool:  # noqa: PLR0911 -- one return per filter
+        if self.language is not None and a.language != self.language:
+            return False
+        if self.source is not None and not (
+                a.source == self.source or (a.site_name or "").lower() == self.source):
+            return False
+        if self.entity is not None and self.entity not in a.entity_names:
+            return False
+        if any(k not in a.entity_keys for k in self.entity_keys):
+            return False
+        if self.country is not None and self.country not in a.countries:
+            return False
+        if self.since is not None and (a.published is None or a.published < self.since):
+            return False
+        return not (self.before is not None and (a.published is None
+                                                 or a.published >= self.before))
+
+
+@dataclass
+class ConfigIndex:
+    """The watches' queries in one text-search configuration."""
+
+    trees: dict[int, Node | None] = field(default_factory=dict)
+    """Watch number → its tsquery; None when it is empty here (only stop words: never matches)."""
+    exact: dict[int, bool] = field(default_factory=dict)
+    """Watch number → True when Python evaluates it (no phrase)."""
+    by_lexeme: dict[str, list[int]] = field(default_factory=dict)
+    always: list[int] = field(default_factory=list)
+    """Query watches no lexeme set narrows down (a bare exclusion): candidates for every article."""
+
+
+class WatchIndex:
+    """Every watch, indexed; built once per change of the watches (the watcher reloads it)."""
+
+    def __init__(self, watches: list[Watch], compile_queries: Compile) -> None:
+        self.watches = watches
+        self.compile_queries = compile_queries
+        self.checks = [FilterCheck.of(w.filters) for w in watches]
+        self.queries = [w.filters.q.strip() for w in watches]
+        self.with_query = [i for i, q in enumerate(self.queries) if q]
+        self.by_filter: dict[tuple[str, str], list[int]] = {}
+        self.filter_always: list[int] = []
+        for i, (query, check) in enumerate(zip(self.queries, self.checks, strict=True)):
+            if query:
+                continue
+            key = check.key()
+            if key is None:
+                self.filter_always.append(i)
+            else:
+                self.by_filter.setdefault(key, []).append(i)
+        self.configs: dict[str, ConfigIndex] = {}
+
+    async def config(self, ts_config: str) -> ConfigIndex:
+        """The index for one configuration, built on first use (one SQL statement)."""
+        built = self.configs.get(ts_config)
+        if built is not None:
+            return built
+        built = ConfigIndex()
+        texts = await self.compile_queries(ts_config, [self.queries[i] for i in self.with_query])
+        for i, text in zip(self.with_query, texts, strict=True):
+            tree = parse_tsquery(text)
+            built.trees[i] = tree
+            if tree is None:
+                continue
+            built.exact[i] = not has_phrase(tree)
+            need = needed(tree)
+            if need is None:
+                built.always.append(i)
+            else:
+                for lexeme in need:
+                    built.by_lexeme.setdefault(lexeme, []).append(i)
+        self.configs[ts_config] = built
+        return built
+
+    async def match(self, article: ArticleFacts, phrase_check: PhraseCheck) -> list[Watch]:
+        """The watches the article matches, in the order they were loaded."""
+        index = await self.config(article.ts_config)
+        candidates: set[int] = set(index.always)
+        by_lexeme = index.by_lexeme
+        for lexeme in article.lexemes:
+            found = by_lexeme.get(lexeme)
+            if found:
+                candidates.update(found)
+        for key in article.filter_keys():
+            found = self.by_filter.get(key)
+            if found:
+                candidates.update(found)
+        candidates.update(self.filter_always)
+        matched: list[int] = []
+        phrased: list[int] = []
+        for i in candidates:
+            if not self.checks[i].accepts(article):
+                continue
+            if not self.queries[i]:
+                matched.append(i)
+                continue
+            tree = index.trees[i]
+            if tree is None:
+                continue
+            if not index.exact[i]:
+                phrased.append(i)
+            elif evaluate(tree, article.lexemes):
+                matched.append(i)
+        if phrased:
+            verdicts = await phrase_check(article.id, [self.queries[i] for i in phrased])
+            matched += [i for i, ok in zip(phrased, verdicts, strict=True) if ok]
+        return [self.watches[i] for i in sorted(matched)]
+
+
+# --- The watcher's side of the store --------------------------------------------------------
+
+_ARTICLE = """
+SELECT a.id, a.ts_config::text AS ts_config, tsvector_to_array(a.document) AS lexemes,
+       a.language, a.source, a.site_name, a.entity_names, a.entity_keys, a.countries,
+       a.published, a.duplicate_of, a.title, coalesce(a.url, a.canonical_url, a.final_url) AS url,
+       coalesce(nullif(a.summary, ''), a.description, left(a.text, 280)) AS snippet,
+       (SELECT version FROM watches_version) AS watches_version
+FROM articles a WHERE a.id = $1
+"""
+# Each query in the same expression `newsflow search` uses (shared/store.py): exact by design.
+_PHRASES = """
+SELECT coalesce(bool_or(a.document @@ websearch_to_tsquery(a.ts_config, q.q)), false)
+FROM unnest($2::text[]) WITH ORDINALITY AS q(q, n) LEFT JOIN articles a ON a.id = $1
+GROUP BY q.n ORDER BY q.n
+"""
+_COMPILE = """
+SELECT websearch_to_tsquery($1::regconfig, q)::text
+FROM unnest($2::text[]) WITH ORDINALITY AS u(q, n) ORDER BY n
+"""
+
+
+def facts(row: Any) -> ArticleFacts:
+    return ArticleFacts(
+        id=row["id"], ts_config=row["ts_config"], lexemes=frozenset(row["lexemes"]),
+        language=row["language"], source=row["source"], site_name=row["site_name"],
+        entity_names=frozenset(row["entity_names"]), entity_keys=frozenset(row["entity_keys"]),
+        countries=frozenset(row["countries"]), published=row["published"])
+
+
+class Matcher:
+    """The watcher's matching: the article from the store, the index (reloaded when the watches
+    change), and the record of what each watch matched (so copies and re-indexing stay quiet)."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.index: WatchIndex | None = None
+        self.version: int | None = None
+        self.by_id: dict[str, Watch] = {}
+
+    async def compile_queries(self, ts_config: str, queries: list[str]) -> list[str]:
+        rows = await self.pool.fetch(_COMPILE, ts_config, queries)
+        return [r[0] for r in rows]
+
+    async def phrase_check(self, article_id: str, queries: list[str]) -> list[bool]:
+        rows = await self.pool.fetch(_PHRASES, article_id, queries)
+        return [bool(r[0]) for r in rows]
+
+    async def reload(self, version: int) -> None:
+        found = await list_watches(self.pool)
+        self.index = WatchIndex(found, self.compile_queries)
+        self.by_id = {w.id: w for w in found}
+        self.version = version
+        logger.info("watching %d watches (version %d)", len(found), version)
+
+    async def watch(self, watch_id: str) -> Watch | None:
+        """The current watch of that id (reloading when the watches changed), or None."""
+        current = await watches_version(self.pool)
+        if current != self.version:
+            await self.reload(current)
+        return self.by_id.get(watch_id)
+
+    async def matches(self, event: ArticleIndexed) -> list[WatchMatched]:
+        """The (watch, article) matches to hand on for this "indexed" event."""
+        row = await self.pool.fetchrow(_ARTICLE, event.id)
+        if row is None:
+            return []  # an "indexed" event for an article the store does not hold (skipped)
+        if self.index is None or row["watches_version"] != self.version:
+            await self.reload(row["watches_version"])
+        assert self.index is not None  # noqa: S101 -- set by reload
+        article = facts(row)
+        matched = await self.index.match(article, self.phrase_check)
+        if not matched:
+            return []
+        story = row["duplicate_of"] or article.id
+        fresh = await self.record(article.id, story, event.indexed_at, matched)
+        return [WatchMatched(
+            id=article.id, url=row["url"], trace=event.traced("matched"), watch_id=w.id,
+            watch_name=w.name, title=row["title"], published=row["published"],
+            source=row["source"], language=row["language"], countries=row["countries"],
+            snippet=" ".join((row["snippet"] or "").split())[:280], story=story,
+            indexed_at=event.indexed_at,
+        ) for w in fresh]
+
+    async def record(
+        self, article_id: str, story: str, indexed_at: datetime, matched: list[Watch]
+    ) -> list[Watch]:
+        """Record the matches; return the watches to tell. Not told: a watch that already matched
+        this article from an earlier "indexed" event (re-indexing), or another article of the
+        same story (a near-duplicate), unless it asks for every copy. Told again: the same
+        event delivered twice (a crash before it was handed on): at least once."""
+        ids = [w.id for w in matched]
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT watch_id, article_id, indexed_at FROM watch_matches "
+                "WHERE watch_id = ANY($1::text[]) AND (article_id = $2 OR story = $3)",
+                ids, article_id, story)
+            own = {r["watch_id"]: r["indexed_at"] for r in rows if r["article_id"] == article_id}
+            told_story = {r["watch_id"] for r in rows if r["article_id"] != article_id}
+            tell, new = [], []
+            for w in matched:
+                if w.id in own:
+                    if own[w.id] == indexed_at:
+                        tell.append(w)
+                elif w.every_copy or w.id not in told_story:
+                    tell.append(w)
+                    new.append(w.id)
+                else:
+                    logger.info("quiet %s for %s: a copy of story %s it was told of",
+                                article_id, w.name, story, extra={"article_id": article_id})
+            if new:
+                await conn.executemany(
+                    "INSERT INTO watch_matches (watch_id, article_id, story, indexed_at) "
+                    "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    [(watch_id, article_id, story, indexed_at) for watch_id in new])
+        return tell
