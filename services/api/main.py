@@ -11,7 +11,8 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 
-from shared import store
+from services.api.watches import watch_routes
+from shared import store, watches
 from shared.reach import when_reachable, where
 from shared.settings import Settings
 
@@ -24,10 +25,14 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.pool = await when_reachable(
             lambda: store.connect(settings.database_url, max_size=10, read_only=True),
             f"PostgreSQL at {where(settings.database_url)}", settings.startup_wait_s)
+        # Watches are written by token holders only, through a pool of their own (the search
+        # pool refuses writes); it also puts the watch tables in place.
+        app.state.watch_pool = await watches.connect(settings.database_url, max_size=3)
         try:
             yield
         finally:
             await app.state.pool.close()
+            await app.state.watch_pool.close()
 
     app = FastAPI(
         title="newsflow search",
@@ -42,6 +47,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     page = PAGE.read_text(encoding="utf-8")
+    app.include_router(watch_routes(settings))
 
     def pool(request: Request) -> asyncpg.Pool:
         return request.app.state.pool  # type: ignore[no-any-return]  # set by the lifespan
@@ -52,7 +58,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def search_page() -> HTMLResponse:
         """The search page: a query box, facets to click, results with snippets."""
         return HTMLResponse(page, headers={
-            "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; "
+            "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
                                        "style-src 'unsafe-inline'; img-src 'none'",
         })
 
