@@ -33,6 +33,7 @@ PhraseCheck = Callable[[str, list[str]], Awaitable[list[bool]]]
 """(article id, queries) → whether the stored article matches each (PostgreSQL)."""
 
 _TOKEN = re.compile(r"\s*(?:'((?:[^'\\]|''|\\.)*)'(?::[*A-D]+)?|(<->|<\d+>)|([!&|()]))")
+_UNESCAPE = re.compile(r"''|\\(.)")
 
 
 class _Parser:
@@ -42,22 +43,26 @@ class _Parser:
         self.tokens: list[tuple[str, str]] = []
         pos = 0
         text = text.rstrip()
-        while pos < len(text):
-            m = _TOKEN.match(text, pos)
-            if m is None:
-                raise ValueError(f"unreadable tsquery {text!r} at {pos}")
+        for m in _TOKEN.finditer(text):
+            if m.start() != pos:
+                break
             lexeme, phrase, op = m.groups()
-            if lexeme is not None:
-                self.tokens.append(("lex", re.sub(r"''|\\(.)", lambda x: x.group(1) or "'",
-                                                  lexeme)))
-            else:
+            if lexeme is None:
                 self.tokens.append(("op", phrase or op))
+            elif "'" in lexeme or "\\" in lexeme:
+                self.tokens.append(("lex", _UNESCAPE.sub(lambda x: x.group(1) or "'", lexeme)))
+            else:
+                self.tokens.append(("lex", lexeme))
             pos = m.end()
+        if pos != len(text):
+            raise ValueError(f"unreadable tsquery {text!r} at {pos}")
         self.at = 0
 
     def peek(self) -> str | None:
-        return self.tokens[self.at][1] if self.at < len(self.tokens) and \
-            self.tokens[self.at][0] == "op" else None
+        if self.at < len(self.tokens):
+            kind, value = self.tokens[self.at]
+            return value if kind == "op" else None
+        return None
 
     def parse(self) -> Node | None:
         if not self.tokens:
@@ -104,8 +109,16 @@ class _Parser:
         raise ValueError(f"unexpected {value!r} in tsquery")
 
 
+_PLAIN_AND = re.compile(r"'[^'\\]+'(?: & '[^'\\]+')*")
+_PLAIN_LEXEME = re.compile(r"'([^'\\]+)'")
+
+
 def parse_tsquery(text: str) -> Node | None:
     """A tsquery's text form as a tree; None for the empty query (only stop words)."""
+    if _PLAIN_AND.fullmatch(text):
+        # Most saved searches are a few words: 'a' & 'b', read without the parser.
+        words = tuple(("lex", w) for w in _PLAIN_LEXEME.findall(text))
+        return words[0] if len(words) == 1 else ("and", words)
     return _Parser(text).parse()
 
 
@@ -252,12 +265,20 @@ class ConfigIndex:
     """Query watches no lexeme set narrows down (a bare exclusion): candidates for every article."""
 
 
-class WatchIndex:
-    """Every watch, indexed; built once per change of the watches (the watcher reloads it)."""
+Compiled = tuple[Node | None, bool, frozenset[str] | None]
+"""A query in one configuration: its tsquery, whether Python evaluates it, the lexemes it needs."""
 
-    def __init__(self, watches: list[Watch], compile_queries: Compile) -> None:
+
+class WatchIndex:
+    """Every watch, indexed; built once per change of the watches (the watcher reloads it).
+    `compiled` keeps each (configuration, query) across rebuilds, so a change to the watches
+    costs PostgreSQL only the queries it has not seen."""
+
+    def __init__(self, watches: list[Watch], compile_queries: Compile,
+                 compiled: dict[tuple[str, str], Compiled] | None = None) -> None:
         self.watches = watches
         self.compile_queries = compile_queries
+        self.compiled = compiled if compiled is not None else {}
         self.checks = [FilterCheck.of(w.filters) for w in watches]
         self.queries = [w.filters.q.strip() for w in watches]
         self.with_query = [i for i, q in enumerate(self.queries) if q]
@@ -273,20 +294,34 @@ class WatchIndex:
                 self.by_filter.setdefault(key, []).append(i)
         self.configs: dict[str, ConfigIndex] = {}
 
+    async def _compile(self, ts_config: str) -> None:
+        missing = sorted({q for i in self.with_query
+                          if (ts_config, q := self.queries[i]) not in self.compiled})
+        if not missing:
+            return
+        texts = await self.compile_queries(ts_config, missing)
+        parsed: dict[str, Compiled] = {}  # many queries print the same tsquery
+        for query, text in zip(missing, texts, strict=True):
+            found = parsed.get(text)
+            if found is None:
+                tree = parse_tsquery(text)
+                found = parsed[text] = (None, False, None) if tree is None else (
+                    tree, not has_phrase(tree), needed(tree))
+            self.compiled[(ts_config, query)] = found
+
     async def config(self, ts_config: str) -> ConfigIndex:
-        """The index for one configuration, built on first use (one SQL statement)."""
+        """The index for one configuration, built on first use."""
         built = self.configs.get(ts_config)
         if built is not None:
             return built
+        await self._compile(ts_config)
         built = ConfigIndex()
-        texts = await self.compile_queries(ts_config, [self.queries[i] for i in self.with_query])
-        for i, text in zip(self.with_query, texts, strict=True):
-            tree = parse_tsquery(text)
+        for i in self.with_query:
+            tree, exact, need = self.compiled[(ts_config, self.queries[i])]
             built.trees[i] = tree
             if tree is None:
                 continue
-            built.exact[i] = not has_phrase(tree)
-            need = needed(tree)
+            built.exact[i] = exact
             if need is None:
                 built.always.append(i)
             else:
@@ -367,6 +402,7 @@ class Matcher:
     def __init__(self, pool: Any) -> None:
         self.pool = pool
         self.index: WatchIndex | None = None
+        self.compiled: dict[tuple[str, str], Compiled] = {}
         self.version: int | None = None
         self.by_id: dict[str, Watch] = {}
 
@@ -380,7 +416,10 @@ class Matcher:
 
     async def reload(self, version: int) -> None:
         found = await list_watches(self.pool)
-        self.index = WatchIndex(found, self.compile_queries)
+        # Queries no watch uses any more are forgotten; the others are not compiled again.
+        current = {w.filters.q.strip() for w in found}
+        self.compiled = {k: v for k, v in self.compiled.items() if k[1] in current}
+        self.index = WatchIndex(found, self.compile_queries, self.compiled)
         self.by_id = {w.id: w for w in found}
         self.version = version
         logger.info("watching %d watches (version %d)", len(found), version)

@@ -31,6 +31,8 @@ PARSED = [
      ("or", (("phrase", (("lex", "a"), ("lex", "b"))),
              ("and", (("phrase", (("lex", "c"), ("lex", "d"))), ("not", ("lex", "e"))))))),
     ("'o''brien' & 'back\\\\slash'", ("and", (("lex", "o'brien"), ("lex", "back\\slash")))),
+    ("'a' & 'b & c'", ("and", (("lex", "a"), ("lex", "b & c")))),
+    ("'a b'", ("lex", "a b")),
     ("( 'a' | 'b' ) & 'c'", ("and", (("or", (("lex", "a"), ("lex", "b"))), ("lex", "c")))),
 ]
 
