@@ -9,7 +9,14 @@ from datetime import datetime
 from typing import Any, Literal
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from shared import store
 from shared.netguard import Resolver, resolve_host, url_refusal
@@ -63,6 +70,11 @@ class WatchError(ValueError):
     """A watch that cannot be saved as given (the message says why)."""
 
 
+MATCHED_FILTERS = frozenset({"q", "language", "source", "entity", "person", "organization",
+                             "place", "country", "since", "until", "has_duplicates"})
+"""The search filters the watcher knows how to match (has_duplicates is refused on its own)."""
+
+
 class WatchFilters(SearchFilters):
     """What a watch looks for: `newsflow search`'s words and filters. `has_duplicates` depends on
     articles that come later, so a watch cannot use it."""
@@ -74,6 +86,16 @@ class WatchFilters(SearchFilters):
             raise ValueError("a watch cannot filter on duplicates (they arrive later); "
                              "use --every-copy to be told of each copy")
         return value
+
+    @model_validator(mode="after")
+    def _only_what_the_watcher_matches(self) -> "WatchFilters":
+        # A filter added to search later must be taught to the watcher's matcher
+        # (services/watcher/match.py) before a watch may use it; until then it is refused.
+        extra = [k for k, v in self.model_dump().items()
+                 if v is not None and k not in MATCHED_FILTERS]
+        if extra:
+            raise ValueError(f"a watch cannot filter on {', '.join(extra)} yet")
+        return self
 
     def is_empty(self) -> bool:
         return not self.q.strip() and not any(

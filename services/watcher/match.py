@@ -10,6 +10,7 @@ lexemes the document holds, and is evaluated here on the article's lexemes; a ph
 `<N>`) depends on positions, and is left to PostgreSQL, with the stored document.
 """
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
@@ -301,7 +302,9 @@ class WatchIndex:
             return
         texts = await self.compile_queries(ts_config, missing)
         parsed: dict[str, Compiled] = {}  # many queries print the same tsquery
-        for query, text in zip(missing, texts, strict=True):
+        for n, (query, text) in enumerate(zip(missing, texts, strict=True)):
+            if n % 10_000 == 9_999:
+                await asyncio.sleep(0)
             found = parsed.get(text)
             if found is None:
                 tree = parse_tsquery(text)
@@ -316,7 +319,9 @@ class WatchIndex:
             return built
         await self._compile(ts_config)
         built = ConfigIndex()
-        for i in self.with_query:
+        for n, i in enumerate(self.with_query):
+            if n % 10_000 == 9_999:
+                await asyncio.sleep(0)  # a large index is built without stalling deliveries
             tree, exact, need = self.compiled[(ts_config, self.queries[i])]
             built.trees[i] = tree
             if tree is None:

@@ -151,3 +151,23 @@ async def test_the_index_matches_without_a_query_per_watch() -> None:
     assert phrase_calls == [['"Rahmon visit"']]
     await index.match(article(id="a2"), phrase_check)
     assert calls == ["english"]  # compiled once per configuration
+
+
+def test_a_search_filter_the_matcher_does_not_know_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from shared.store import SearchFilters
+    from shared.watches import MATCHED_FILTERS
+
+    # What FilterCheck applies; a filter search gains later is refused until it is taught.
+    assert set(SearchFilters.model_fields) >= MATCHED_FILTERS
+
+    class Searched(SearchFilters):
+        credits: str | None = None
+
+    class Watched(WatchFilters, Searched):
+        pass
+
+    assert Watched(q="x").q == "x"
+    with pytest.raises(ValidationError, match="cannot filter on credits yet"):
+        Watched(q="x", credits="Reuters")
