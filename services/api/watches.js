@@ -67,11 +67,28 @@
     if (!response.ok) return;
     const body = await response.json();
     document.getElementById("watch-this").hidden = !body.writable;
-    const items = body.watches.map((w) => el("li", {className: "watch"},
-      el("strong", {}, w.name), " ", describe(w.filters), " — ",
-      el("span", {className: "n"}, `${w.matches.day} today, ${w.matches.week} this week`),
-      ...(w.feed_url ? [" ", el("a", {href: w.feed_url}, "Atom feed")] : [])));
+    const items = body.watches.map((w) => {
+      const recent = el("ul", {className: "recent"});
+      const show = el("button", {type: "button", className: "chip"}, "new matches");
+      show.addEventListener("click", () => showRecent(w.id, recent));
+      return el("li", {className: "watch"},
+        el("strong", {}, w.name), " ", describe(w.filters), " — ",
+        el("span", {className: "n"}, `${w.matches.day} today, ${w.matches.week} this week`), " ",
+        show, ...(w.feed_url ? [" ", el("a", {href: w.feed_url}, "Atom feed")] : []), recent);
+    });
     document.getElementById("watch-list").replaceChildren(...items);
+  }
+
+  async function showRecent(id, into) {
+    const response = await fetch("watches/" + encodeURIComponent(id) + "?limit=10",
+                                 {headers: headers()});
+    if (!response.ok) return;
+    const body = await response.json();
+    into.replaceChildren(...(body.recent.length ? body.recent.map((m) => el("li", {},
+      m.url ? el("a", {href: m.url, rel: "noopener noreferrer"}, m.title || m.article_id)
+            : (m.title || m.article_id),
+      el("span", {className: "meta"},
+         ` ${m.source || ""} ${(m.published || "").slice(0, 10)}`))) : [el("li", {}, "No matches yet.")]));
   }
 
   document.getElementById("watch-this").addEventListener("click", watchThisSearch);
