@@ -14,7 +14,7 @@ import httpx
 
 from shared.errors import PermanentError, TransientError
 from shared.messages import WatchMatched
-from shared.netguard import Resolver, resolve_host, url_refusal
+from shared.netguard import Resolver, checked_addresses, resolve_host
 from shared.settings import Settings
 from shared.watches import DELIVERY_HEADER, SIGNATURE_HEADER, Watch, sign
 
@@ -97,20 +97,28 @@ async def deliver(
             raise
 
     # Checked again at each delivery: the name may point elsewhere since the watch was added.
-    reason = await url_refusal(url, allow_private=settings.allow_private_networks,
-                               allowed_networks=settings.allowed_networks, resolve=remembering)
+    reason, addresses = await checked_addresses(
+        url, allow_private=settings.allow_private_networks,
+        allowed_networks=settings.allowed_networks, resolve=remembering)
     if reason:
         error = WebhookUnavailable if lookup_failed else WebhookRefused
         raise error(f"watch {watch.name!r}: webhook {url}: {reason}")
     body = json.dumps(payload(event, watch), ensure_ascii=False).encode()
     headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(watch.secret, body),
                DELIVERY_HEADER: event.key}
+    target = httpx.URL(url)
+    if addresses and target.scheme == "http":
+        # DNS rebinding: a second lookup by the client could answer an internal address. Plain
+        # http goes to the checked address itself, naming the site in Host (as the fetcher
+        # does); https keeps the name, where the certificate check stops rebinding.
+        headers["Host"] = target.netloc.decode("ascii")
+        target = target.copy_with(host=addresses[0])
     failure = ""
     for attempt in range(1, settings.webhook_attempts + 1):
         started = time.perf_counter()
         wait: float | None = None
         try:
-            response = await client.post(url, content=body, headers=headers)
+            response = await client.post(target, content=body, headers=headers)
         except httpx.TimeoutException as exc:
             failure = f"timed out ({type(exc).__name__})"
         except httpx.TransportError as exc:

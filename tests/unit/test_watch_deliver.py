@@ -62,6 +62,8 @@ async def test_the_body_is_signed_and_keyed() -> None:
     expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     assert request.headers["x-newsflow-signature"] == f"sha256={expected}"
     assert request.headers["x-newsflow-delivery"] == "w1:art1"
+    # https keeps the name (the certificate check stops DNS rebinding).
+    assert request.url.host == "hooks.example.com"
     data = json.loads(body)
     assert data == {
         "idempotency_key": "w1:art1", "watch": {"id": "w1", "name": "tajik"},
@@ -152,3 +154,14 @@ async def test_a_failed_lookup_is_transient() -> None:
                                                 ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)])
 def test_retry_after(value: Any, seconds: float | None) -> None:
     assert retry_after_s(value) == seconds
+
+
+async def test_plain_http_goes_to_the_checked_address() -> None:
+    seen: list[httpx.Request] = []
+    async with client_answering(httpx.Response(200), seen=seen) as client:
+        await deliver(client, EVENT, watch("http://hooks.example.com:8080/in?x=1"), SETTINGS,
+                      resolve=public)
+    [request] = seen
+    assert request.url.host == "93.184.216.34" and request.url.port == 8080
+    assert request.url.raw_path == b"/in?x=1"
+    assert request.headers["host"] == "hooks.example.com:8080"
