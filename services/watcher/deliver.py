@@ -114,12 +114,17 @@ async def deliver(
         headers["Host"] = target.netloc.decode("ascii")
         target = target.copy_with(host=addresses[0])
     failure = ""
+    # The whole delivery stays well inside the claim idle time, after which another consumer
+    # (or this one's reclaimer) would take the entry over and deliver it a second time at once.
+    deadline = time.monotonic() + settings.claim_idle_ms / 1000 / 2
     for attempt in range(1, settings.webhook_attempts + 1):
         started = time.perf_counter()
         wait: float | None = None
         try:
-            response = await client.post(target, content=body, headers=headers)
-        except httpx.TimeoutException as exc:
+            # httpx's timeout is per phase; this bounds the whole POST (a dripping answer).
+            async with asyncio.timeout(settings.webhook_timeout_s):
+                response = await client.post(target, content=body, headers=headers)
+        except (httpx.TimeoutException, TimeoutError) as exc:
             failure = f"timed out ({type(exc).__name__})"
         except httpx.TransportError as exc:
             failure = f"{type(exc).__name__}: {exc}"
@@ -139,6 +144,8 @@ async def deliver(
         if attempt < settings.webhook_attempts:
             backoff = settings.retry_backoff_s * 2 ** (attempt - 1)
             delay = wait if wait is not None else random.uniform(0, backoff)  # noqa: S311 -- jitter
+            if time.monotonic() + delay + settings.webhook_timeout_s > deadline:
+                break  # retried later by the delivery policy instead
             logger.info("webhook %s for %s: %s; again in %.1f s", url, event.key, failure, delay,
                         extra={"article_id": event.id})
             await asyncio.sleep(delay)

@@ -220,7 +220,7 @@ def test_a_receiver_failing_forever_ends_in_the_dead_letters_with_the_reason(
 ) -> None:
     receiver.status = 500
     [tj] = prepare(env, {"name": "tj", "q": "Rahmon", "webhook": receiver.url})
-    env["NEWSFLOW_CLAIM_IDLE_MS"] = "300"
+    env["NEWSFLOW_WEBHOOK_TIMEOUT_S"] = "0.5"  # two POSTs fit in a delivery
     watcher.start()
     publish_indexed(env)
 
@@ -233,6 +233,7 @@ def test_a_receiver_failing_forever_ends_in_the_dead_letters_with_the_reason(
     assert "WebhookUnavailable: watch 'tj': webhook" in listed, listed
     # Three deliveries of two POSTs each, every one with the same key.
     assert set(receiver.keys()) == {f"{tj.id}:tj1"} and len(receiver.requests) == 6
+    assert listed.count("tj1") == 1
 
 
 def test_a_watcher_killed_mid_delivery_delivers_after_restart_with_the_same_key(

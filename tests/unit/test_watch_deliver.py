@@ -165,3 +165,13 @@ async def test_plain_http_goes_to_the_checked_address() -> None:
     assert request.url.host == "93.184.216.34" and request.url.port == 8080
     assert request.url.raw_path == b"/in?x=1"
     assert request.headers["host"] == "hooks.example.com:8080"
+
+
+async def test_a_delivery_stays_inside_the_claim_idle_time() -> None:
+    # Another POST could outlast half the claim idle time: left to a later delivery instead.
+    short = Settings(claim_idle_ms=4000, webhook_timeout_s=5, webhook_attempts=3)
+    seen: list[httpx.Request] = []
+    async with client_answering(httpx.Response(503), seen=seen) as client:
+        with pytest.raises(WebhookUnavailable, match="503"):
+            await deliver(client, EVENT, watch(), short, resolve=public)
+    assert len(seen) == 1
