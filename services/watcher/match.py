@@ -255,56 +255,105 @@ class FilterCheck:
 
 @dataclass
 class ConfigIndex:
-    """The watches' queries in one text-search configuration."""
+    """The query watches in one text-search configuration, by the lexemes they need."""
 
-    trees: dict[int, Node | None] = field(default_factory=dict)
-    """Watch number → its tsquery; None when it is empty here (only stop words: never matches)."""
-    exact: dict[int, bool] = field(default_factory=dict)
-    """Watch number → True when Python evaluates it (no phrase)."""
-    by_lexeme: dict[str, list[int]] = field(default_factory=dict)
-    always: list[int] = field(default_factory=list)
-    """Query watches no lexeme set narrows down (a bare exclusion): candidates for every article."""
+    by_lexeme: dict[str, set[str]] = field(default_factory=dict)
+    always: set[str] = field(default_factory=set)
+    """Watches no lexeme set narrows down (a bare exclusion): candidates for every article."""
+    pending: set[str] = field(default_factory=set)
+    """Watches added since, indexed here when this configuration is next used."""
 
 
 Compiled = tuple[Node | None, bool, frozenset[str] | None]
-"""A query in one configuration: its tsquery, whether Python evaluates it, the lexemes it needs."""
+"""A query in one configuration: its tsquery (None: only stop words there, never matches),
+whether Python evaluates it (no phrase), the lexemes it needs (None: none narrows it down)."""
 
 
 class WatchIndex:
-    """Every watch, indexed; built once per change of the watches (the watcher reloads it).
-    `compiled` keeps each (configuration, query) across rebuilds, so a change to the watches
-    costs PostgreSQL only the queries it has not seen."""
+    """Every watch, indexed by the lexemes (per text-search configuration) and filter values it
+    needs. `update` brings it to a new list of watches touching only what changed; `compiled`
+    keeps each (configuration, query) PostgreSQL compiled, so it is compiled once. One task at
+    a time: `update` must not run while `match` or `config` waits (Matcher holds a lock)."""
 
-    def __init__(self, watches: list[Watch], compile_queries: Compile,
+    def __init__(self, compile_queries: Compile,
                  compiled: dict[tuple[str, str], Compiled] | None = None) -> None:
-        self.watches = watches
         self.compile_queries = compile_queries
         self.compiled = compiled if compiled is not None else {}
-        self.checks = [FilterCheck.of(w.filters) for w in watches]
-        self.queries = [w.filters.q.strip() for w in watches]
-        self.with_query = [i for i, q in enumerate(self.queries) if q]
-        self.by_filter: dict[tuple[str, str], list[int]] = {}
-        self.filter_always: list[int] = []
-        for i, (query, check) in enumerate(zip(self.queries, self.checks, strict=True)):
-            if query:
-                continue
-            key = check.key()
-            if key is None:
-                self.filter_always.append(i)
-            else:
-                self.by_filter.setdefault(key, []).append(i)
+        self.watches: dict[str, Watch] = {}
+        self.checks: dict[str, FilterCheck] = {}
+        self.queries: dict[str, str] = {}
+        self.by_filter: dict[tuple[str, str], set[str]] = {}
+        self.filter_always: set[str] = set()
         self.configs: dict[str, ConfigIndex] = {}
 
-    async def _compile(self, ts_config: str) -> None:
-        missing = sorted({q for i in self.with_query
-                          if (ts_config, q := self.queries[i]) not in self.compiled})
+    @classmethod
+    def of(cls, watches: list[Watch], compile_queries: Compile,
+           compiled: dict[tuple[str, str], Compiled] | None = None) -> "WatchIndex":
+        index = cls(compile_queries, compiled)
+        index.update(watches)
+        return index
+
+    def update(self, watches: list[Watch]) -> tuple[int, int]:
+        """Make the index hold exactly `watches`: (watches added or changed, removed or changed)."""
+        wanted = {w.id: w for w in watches}
+        gone = [i for i, w in self.watches.items() if wanted.get(i) != w]
+        added = [w for i, w in wanted.items() if self.watches.get(i) != w]
+        for watch_id in gone:
+            self._remove(watch_id)
+        for watch in added:
+            self._add(watch)
+        return len(added), len(gone)
+
+    def _filter_key(self, watch_id: str) -> tuple[str, str] | None:
+        return self.checks[watch_id].key()
+
+    def _add(self, watch: Watch) -> None:
+        self.watches[watch.id] = watch
+        self.checks[watch.id] = check = FilterCheck.of(watch.filters)
+        self.queries[watch.id] = query = watch.filters.q.strip()
+        if query:
+            for built in self.configs.values():
+                built.pending.add(watch.id)
+            return
+        key = check.key()
+        if key is None:
+            self.filter_always.add(watch.id)
+        else:
+            self.by_filter.setdefault(key, set()).add(watch.id)
+
+    def _remove(self, watch_id: str) -> None:
+        query = self.queries.pop(watch_id)
+        check = self.checks.pop(watch_id)
+        del self.watches[watch_id]
+        if not query:
+            key = check.key()
+            if key is None:
+                self.filter_always.discard(watch_id)
+            else:
+                _discard(self.by_filter, key, watch_id)
+            return
+        for ts_config, built in self.configs.items():
+            if watch_id in built.pending:
+                built.pending.discard(watch_id)
+                continue
+            tree, _, need = self.compiled[(ts_config, query)]
+            if tree is None:
+                continue
+            if need is None:
+                built.always.discard(watch_id)
+            else:
+                for lexeme in need:
+                    _discard(built.by_lexeme, lexeme, watch_id)
+
+    async def _compile(self, ts_config: str, ids: set[str]) -> None:
+        missing = sorted({q for i in ids if (ts_config, q := self.queries[i]) not in self.compiled})
         if not missing:
             return
         texts = await self.compile_queries(ts_config, missing)
         parsed: dict[str, Compiled] = {}  # many queries print the same tsquery
         for n, (query, text) in enumerate(zip(missing, texts, strict=True)):
             if n % 10_000 == 9_999:
-                await asyncio.sleep(0)
+                await asyncio.sleep(0)  # a large index is built without stalling deliveries
             found = parsed.get(text)
             if found is None:
                 tree = parse_tsquery(text)
@@ -313,32 +362,33 @@ class WatchIndex:
             self.compiled[(ts_config, query)] = found
 
     async def config(self, ts_config: str) -> ConfigIndex:
-        """The index for one configuration, built on first use."""
+        """The index for one configuration, built on first use, brought up to date after."""
         built = self.configs.get(ts_config)
-        if built is not None:
+        if built is None:
+            built = self.configs[ts_config] = ConfigIndex(
+                pending={i for i, q in self.queries.items() if q})
+        if not built.pending:
             return built
-        await self._compile(ts_config)
-        built = ConfigIndex()
-        for n, i in enumerate(self.with_query):
+        pending = built.pending
+        await self._compile(ts_config, pending)
+        for n, watch_id in enumerate(pending):
             if n % 10_000 == 9_999:
-                await asyncio.sleep(0)  # a large index is built without stalling deliveries
-            tree, exact, need = self.compiled[(ts_config, self.queries[i])]
-            built.trees[i] = tree
+                await asyncio.sleep(0)
+            tree, _, need = self.compiled[(ts_config, self.queries[watch_id])]
             if tree is None:
                 continue
-            built.exact[i] = exact
             if need is None:
-                built.always.append(i)
+                built.always.add(watch_id)
             else:
                 for lexeme in need:
-                    built.by_lexeme.setdefault(lexeme, []).append(i)
-        self.configs[ts_config] = built
+                    built.by_lexeme.setdefault(lexeme, set()).add(watch_id)
+        built.pending = set()
         return built
 
     async def match(self, article: ArticleFacts, phrase_check: PhraseCheck) -> list[Watch]:
-        """The watches the article matches, in the order they were loaded."""
+        """The watches the article matches, by name."""
         index = await self.config(article.ts_config)
-        candidates: set[int] = set(index.always)
+        candidates: set[str] = set(index.always)
         by_lexeme = index.by_lexeme
         for lexeme in article.lexemes:
             found = by_lexeme.get(lexeme)
@@ -349,25 +399,34 @@ class WatchIndex:
             if found:
                 candidates.update(found)
         candidates.update(self.filter_always)
-        matched: list[int] = []
-        phrased: list[int] = []
-        for i in candidates:
-            if not self.checks[i].accepts(article):
+        matched: list[str] = []
+        phrased: list[str] = []
+        for watch_id in candidates:
+            if not self.checks[watch_id].accepts(article):
                 continue
-            if not self.queries[i]:
-                matched.append(i)
+            query = self.queries[watch_id]
+            if not query:
+                matched.append(watch_id)
                 continue
-            tree = index.trees[i]
+            tree, exact, _ = self.compiled[(article.ts_config, query)]
             if tree is None:
                 continue
-            if not index.exact[i]:
-                phrased.append(i)
+            if not exact:
+                phrased.append(watch_id)
             elif evaluate(tree, article.lexemes):
-                matched.append(i)
+                matched.append(watch_id)
         if phrased:
             verdicts = await phrase_check(article.id, [self.queries[i] for i in phrased])
             matched += [i for i, ok in zip(phrased, verdicts, strict=True) if ok]
-        return [self.watches[i] for i in sorted(matched)]
+        return sorted((self.watches[i] for i in matched), key=lambda w: (w.name, w.id))
+
+
+def _discard(index: dict[Any, set[str]], key: Any, watch_id: str) -> None:
+    found = index.get(key)
+    if found is not None:
+        found.discard(watch_id)
+        if not found:
+            del index[key]
 
 
 # --- The watcher's side of the store --------------------------------------------------------
@@ -406,10 +465,11 @@ class Matcher:
 
     def __init__(self, pool: Any) -> None:
         self.pool = pool
-        self.index: WatchIndex | None = None
         self.compiled: dict[tuple[str, str], Compiled] = {}
+        self.index = WatchIndex(self.compile_queries, self.compiled)
         self.version: int | None = None
-        self.by_id: dict[str, Watch] = {}
+        self.lock = asyncio.Lock()
+        """Held while the index changes or is used (matching awaits PostgreSQL midway)."""
 
     async def compile_queries(self, ts_config: str, queries: list[str]) -> list[str]:
         rows = await self.pool.fetch(_COMPILE, ts_config, queries)
@@ -420,32 +480,36 @@ class Matcher:
         return [bool(r[0]) for r in rows]
 
     async def reload(self, version: int) -> None:
+        """Bring the index to the watches as they are now (only what changed is indexed again)."""
         found = await list_watches(self.pool)
-        # Queries no watch uses any more are forgotten; the others are not compiled again.
-        current = {w.filters.q.strip() for w in found}
-        self.compiled = {k: v for k, v in self.compiled.items() if k[1] in current}
-        self.index = WatchIndex(found, self.compile_queries, self.compiled)
-        self.by_id = {w.id: w for w in found}
-        self.version = version
-        logger.info("watching %d watches (version %d)", len(found), version)
+        async with self.lock:
+            added, removed = self.index.update(found)
+            if removed:
+                # Queries no watch uses any more are forgotten (after update: it needed them).
+                current = set(self.index.queries.values())
+                for key in [k for k in self.compiled if k[1] not in current]:
+                    del self.compiled[key]
+            self.version = version
+        logger.info("watching %d watches (version %d: %d new or changed, %d removed or changed)",
+                    len(found), version, added, removed)
 
     async def watch(self, watch_id: str) -> Watch | None:
         """The current watch of that id (reloading when the watches changed), or None."""
         current = await watches_version(self.pool)
         if current != self.version:
             await self.reload(current)
-        return self.by_id.get(watch_id)
+        return self.index.watches.get(watch_id)
 
     async def matches(self, event: ArticleIndexed) -> list[WatchMatched]:
         """The (watch, article) matches to hand on for this "indexed" event."""
         row = await self.pool.fetchrow(_ARTICLE, event.id)
         if row is None:
             return []  # an "indexed" event for an article the store does not hold (skipped)
-        if self.index is None or row["watches_version"] != self.version:
+        if row["watches_version"] != self.version:
             await self.reload(row["watches_version"])
-        assert self.index is not None  # noqa: S101 -- set by reload
         article = facts(row)
-        matched = await self.index.match(article, self.phrase_check)
+        async with self.lock:
+            matched = await self.index.match(article, self.phrase_check)
         if not matched:
             return []
         story = row["duplicate_of"] or article.id

@@ -73,7 +73,7 @@ async def test_the_matcher_returns_what_search_returns(wdb: asyncpg.Pool) -> Non
         format="json", secret="x" * 16, feed_key="k", every_copy=False,
         created_at=datetime.now(UTC)) for i, s in enumerate(specs)]
     matcher = Matcher(wdb)
-    index = WatchIndex(saved, matcher.compile_queries)
+    index = WatchIndex.of(saved, matcher.compile_queries)
     got: dict[str, set[str]] = {w.id: set() for w in saved}
     for a in articles:
         row = await wdb.fetchrow(_ARTICLE, a.id)

@@ -145,12 +145,29 @@ async def test_the_index_matches_without_a_query_per_watch() -> None:
                watch("not-macron", q="-Macron"), watch("stop", q="the"),
                watch("phrase", q='"Rahmon visit"'), watch("iran", country="IR"),
                watch("german", language="de")]
-    index = WatchIndex(watches, compile_queries)
+    index = WatchIndex.of(watches, compile_queries)
     found = await index.match(article(), phrase_check)
-    assert [w.name for w in found] == ["tj", "both", "not-macron", "phrase", "iran"]
+    assert [w.name for w in found] == ["both", "iran", "not-macron", "phrase", "tj"]
     assert phrase_calls == [['"Rahmon visit"']]
     await index.match(article(id="a2"), phrase_check)
     assert calls == ["english"]  # compiled once per configuration
+
+    # Changes touch only what changed: a new watch is compiled alone, a removed one is gone
+    # from every index, a changed one is indexed under its new words.
+    compiled["Dushanbe"] = "'dushanb'"
+    changed = watch("tj", q="Macron", country="TJ")
+    assert index.update([changed, *watches[1:5], watch("new", q="Dushanbe")]) == (2, 5)
+    found = await index.match(article(), phrase_check)
+    assert [w.name for w in found] == ["both", "new", "not-macron"]
+    assert calls == ["english", "english"]
+    assert all("tj" not in ids or "macron" in lexeme for lexeme, ids in
+               index.configs["english"].by_lexeme.items())
+    assert not any(w in ids for w in ("phrase", "iran", "german")
+                   for ids in index.configs["english"].by_lexeme.values())
+    assert not any("iran" in ids for ids in index.by_filter.values())
+    assert index.update([]) == (0, 6)
+    assert index.configs["english"].by_lexeme == {} and index.by_filter == {}
+    assert await index.match(article(), phrase_check) == []
 
 
 def test_a_search_filter_the_matcher_does_not_know_is_refused() -> None:
