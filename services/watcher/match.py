@@ -253,6 +253,9 @@ class FilterCheck:
                                                  or a.published >= self.before))
 
 
+_NO_FILTERS = FilterCheck()
+
+
 @dataclass
 class ConfigIndex:
     """The query watches in one text-search configuration, by the lexemes they need."""
@@ -262,6 +265,8 @@ class ConfigIndex:
     """Watches no lexeme set narrows down (a bare exclusion): candidates for every article."""
     pending: set[str] = field(default_factory=set)
     """Watches added since, indexed here when this configuration is next used."""
+    queries: dict[str, tuple[Node, bool]] = field(default_factory=dict)
+    """Watch id → its tsquery here and whether Python evaluates it (absent: never matches)."""
 
 
 Compiled = tuple[Node | None, bool, frozenset[str] | None]
@@ -280,7 +285,8 @@ class WatchIndex:
         self.compile_queries = compile_queries
         self.compiled = compiled if compiled is not None else {}
         self.watches: dict[str, Watch] = {}
-        self.checks: dict[str, FilterCheck] = {}
+        self.checks: dict[str, FilterCheck | None] = {}
+        """Watch id → its filters; None when it has none (most have words only)."""
         self.queries: dict[str, str] = {}
         self.by_filter: dict[tuple[str, str], set[str]] = {}
         self.filter_always: set[str] = set()
@@ -304,12 +310,10 @@ class WatchIndex:
             self._add(watch)
         return len(added), len(gone)
 
-    def _filter_key(self, watch_id: str) -> tuple[str, str] | None:
-        return self.checks[watch_id].key()
-
     def _add(self, watch: Watch) -> None:
         self.watches[watch.id] = watch
-        self.checks[watch.id] = check = FilterCheck.of(watch.filters)
+        check = FilterCheck.of(watch.filters)
+        self.checks[watch.id] = None if check == _NO_FILTERS else check
         self.queries[watch.id] = query = watch.filters.q.strip()
         if query:
             for built in self.configs.values():
@@ -323,7 +327,7 @@ class WatchIndex:
 
     def _remove(self, watch_id: str) -> None:
         query = self.queries.pop(watch_id)
-        check = self.checks.pop(watch_id)
+        check = self.checks.pop(watch_id) or _NO_FILTERS
         del self.watches[watch_id]
         if not query:
             key = check.key()
@@ -336,6 +340,7 @@ class WatchIndex:
             if watch_id in built.pending:
                 built.pending.discard(watch_id)
                 continue
+            built.queries.pop(watch_id, None)
             tree, _, need = self.compiled[(ts_config, query)]
             if tree is None:
                 continue
@@ -374,9 +379,10 @@ class WatchIndex:
         for n, watch_id in enumerate(pending):
             if n % 10_000 == 9_999:
                 await asyncio.sleep(0)
-            tree, _, need = self.compiled[(ts_config, self.queries[watch_id])]
+            tree, exact, need = self.compiled[(ts_config, self.queries[watch_id])]
             if tree is None:
                 continue
+            built.queries[watch_id] = (tree, exact)
             if need is None:
                 built.always.add(watch_id)
             else:
@@ -401,19 +407,22 @@ class WatchIndex:
         candidates.update(self.filter_always)
         matched: list[str] = []
         phrased: list[str] = []
+        checks, queries, compiled = self.checks, self.queries, index.queries
+        lexemes = article.lexemes
         for watch_id in candidates:
-            if not self.checks[watch_id].accepts(article):
+            check = checks[watch_id]
+            if check is not None and not check.accepts(article):
                 continue
-            query = self.queries[watch_id]
-            if not query:
+            if not queries[watch_id]:
                 matched.append(watch_id)
                 continue
-            tree, exact, _ = self.compiled[(article.ts_config, query)]
-            if tree is None:
-                continue
+            found_query = compiled.get(watch_id)
+            if found_query is None:
+                continue  # only stop words in this language
+            tree, exact = found_query
             if not exact:
                 phrased.append(watch_id)
-            elif evaluate(tree, article.lexemes):
+            elif evaluate(tree, lexemes):
                 matched.append(watch_id)
         if phrased:
             verdicts = await phrase_check(article.id, [self.queries[i] for i in phrased])
