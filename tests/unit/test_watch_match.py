@@ -6,15 +6,8 @@ from typing import Any
 
 import pytest
 
-from services.watcher.match import (
-    ArticleFacts,
-    FilterCheck,
-    WatchIndex,
-    evaluate,
-    has_phrase,
-    needed,
-    parse_tsquery,
-)
+from services.watcher.match import ArticleFacts, FilterCheck, WatchIndex
+from services.watcher.tsquery import evaluate, has_phrase, needed, parse_tsquery
 from shared.watches import Watch, WatchFilters
 
 # What PostgreSQL 15-18 print for websearch_to_tsquery (checked on a real server).
