@@ -278,3 +278,10 @@ async def recent_matches(
             "WHERE m.watch_id = $1 ORDER BY m.matched_at DESC, m.article_id LIMIT $2",
             watch_id, limit)
     return [MatchedArticle.model_validate(dict(r)) for r in rows]
+
+
+def archive_query(watch: Watch, limit: int = 20) -> store.SearchQuery:
+    """The search that shows what the watch would have matched in the archive, newest first."""
+    return store.SearchQuery.model_validate(
+        {**watch.filters.model_dump(), "sort": "date", "limit": limit,
+         "collapse": not watch.every_copy})

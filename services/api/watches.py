@@ -12,7 +12,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
 
-from shared import watches
+from shared import store, watches
 from shared.settings import Settings
 
 SCRIPT = Path(__file__).with_name("watches.js")
@@ -92,12 +92,7 @@ def watch_routes(settings: Settings) -> APIRouter:
     Token = Annotated[None, Depends(require_token)]
 
     def shown(watch: watches.Watch, full: bool, **more: Any) -> dict[str, Any]:
-        data = watch.public(settings.public_url, **more)
-        if not full:
-            # The feed key and the webhook are for those who hold the token.
-            data.pop("feed_url")
-            data.pop("webhook")
-        return data
+        return _shown(watch, settings, full, **more)
 
     @router.get("/watches.js", include_in_schema=False)
     async def watches_script() -> Response:
@@ -140,6 +135,17 @@ def watch_routes(settings: Settings) -> APIRouter:
         return {**shown(watch, authorized(authorization)),
                 "recent": [m.model_dump(mode="json") for m in recent]}
 
+    @router.get("/watches/{watch_id}/test", response_model=store.SearchResults)
+    async def test_watch(
+        db: Pool, watch_id: WatchId, limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    ) -> Any:
+        """What the watch would have matched in the archive, newest first (a search with its
+        words and filters; copies folded unless it asks for every copy)."""
+        watch = await watches.get_watch(db, watch_id)
+        if watch is None:
+            raise HTTPException(404, f"no watch {watch_id!r}")
+        return await store.search(db, watches.archive_query(watch, limit))
+
     @router.delete("/watches/{watch_id}", status_code=204)
     async def remove_watch(db: Pool, watch_id: WatchId, _: Token) -> Response:
         """Remove a watch (by id or name) and its record of matches (needs the token)."""
@@ -162,11 +168,25 @@ def watch_routes(settings: Settings) -> APIRouter:
             raise HTTPException(404, "no such feed")
         matches = await watches.recent_matches(db, watch.id, 50)
         body = atom_feed(watch, matches, settings.public_url.rstrip("/") + watch.feed_path())
-        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-        headers = {"ETag": etag, "Cache-Control": "no-cache"}
-        if if_none_match and etag in (t.strip() for t in if_none_match.split(",")):
-            return Response(status_code=304, headers=headers)
-        return Response(body, media_type="application/atom+xml; charset=utf-8", headers=headers)
+        return conditional(body, "application/atom+xml; charset=utf-8", if_none_match)
 
     return router
+
+
+def _shown(watch: watches.Watch, settings: Settings, full: bool, **more: Any) -> dict[str, Any]:
+    data = watch.public(settings.public_url, **more)
+    if not full:
+        # The feed key and the webhook are for those who hold the token.
+        data.pop("feed_url")
+        data.pop("webhook")
+    return data
+
+
+def conditional(body: bytes, media_type: str, if_none_match: str | None) -> Response:
+    """The body with its ETag, or 304 when the client holds it already."""
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if if_none_match and etag in (t.strip() for t in if_none_match.split(",")):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=media_type, headers=headers)
 

@@ -172,10 +172,7 @@ def test(
         watch = await watches.get_watch(pool, name)
         if watch is None:
             return None, None
-        query = store.SearchQuery.model_validate(
-            {**watch.filters.model_dump(), "sort": "date", "limit": limit,
-             "collapse": not watch.every_copy})
-        return watch, await store.search(pool, query)
+        return watch, await store.search(pool, watches.archive_query(watch, limit))
 
     watch, results = _with_watches(go)
     if watch is None or results is None:

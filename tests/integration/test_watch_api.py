@@ -142,6 +142,9 @@ async def test_the_atom_feed(api: httpx.AsyncClient, clean_db: str) -> None:
     assert parsed.entries[0].title == "Rahmon & co, part 2"
     assert parsed.entries[0].summary == "Summary 2 <i>"  # text, not markup
     assert {t.term for t in parsed.entries[0].tags} >= {"TJ", "IR"}
+    tested = (await api.get(f"/watches/{watch['id']}/test")).json()
+    assert [h["id"] for h in tested["hits"]] == ["a2", "a1"]  # newest first
+    assert (await api.get("/watches/nope/test")).status_code == 404
     etag = answer.headers["etag"]
     again = await api.get(feed_path, headers={"If-None-Match": etag})
     assert again.status_code == 304 and again.content == b""
