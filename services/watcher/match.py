@@ -118,6 +118,21 @@ class FilterCheck:
 
 _NO_FILTERS = FilterCheck()
 
+# How a query is tested on an article's lexemes: every one of a set (most saved searches: a few
+# words; a C-speed subset test), a boolean tsquery, or a phrase (PostgreSQL decides).
+_ALL, _BOOLEAN, _PHRASE = 0, 1, 2
+Test = tuple[int, Any]
+
+
+def _test(tree: Node, exact: bool) -> Test:
+    if not exact:
+        return (_PHRASE, None)
+    if tree[0] == "lex":
+        return (_ALL, frozenset((tree[1],)))
+    if tree[0] == "and" and all(child[0] == "lex" for child in tree[1]):
+        return (_ALL, frozenset(child[1] for child in tree[1]))
+    return (_BOOLEAN, tree)
+
 
 @dataclass
 class ConfigIndex:
@@ -128,8 +143,8 @@ class ConfigIndex:
     """Watches no lexeme set narrows down (a bare exclusion): candidates for every article."""
     pending: set[str] = field(default_factory=set)
     """Watches added since, indexed here when this configuration is next used."""
-    queries: dict[str, tuple[Node, bool]] = field(default_factory=dict)
-    """Watch id → its tsquery here and whether Python evaluates it (absent: never matches)."""
+    queries: dict[str, "Test"] = field(default_factory=dict)
+    """Watch id → how its query is tested here (absent: only stop words, never matches)."""
 
 
 Compiled = tuple[Node | None, bool, frozenset[str] | None]
@@ -245,7 +260,7 @@ class WatchIndex:
             tree, exact, need = self.compiled[(ts_config, self.queries[watch_id])]
             if tree is None:
                 continue
-            built.queries[watch_id] = (tree, exact)
+            built.queries[watch_id] = _test(tree, exact)
             if need is None:
                 built.always.add(watch_id)
             else:
@@ -254,9 +269,9 @@ class WatchIndex:
         built.pending = set()
         return built
 
-    async def match(self, article: ArticleFacts, phrase_check: PhraseCheck) -> list[Watch]:
-        """The watches the article matches, by name."""
-        index = await self.config(article.ts_config)
+    def _candidates(self, index: ConfigIndex, article: ArticleFacts) -> set[str]:
+        """The watches that may match: those the article holds a needed lexeme or filter value
+        of, and the few nothing narrows down."""
         candidates: set[str] = set(index.always)
         by_lexeme = index.by_lexeme
         for lexeme in article.lexemes:
@@ -268,6 +283,12 @@ class WatchIndex:
             if found:
                 candidates.update(found)
         candidates.update(self.filter_always)
+        return candidates
+
+    async def match(self, article: ArticleFacts, phrase_check: PhraseCheck) -> list[Watch]:
+        """The watches the article matches (in no particular order)."""
+        index = await self.config(article.ts_config)
+        candidates = self._candidates(index, article)
         matched: list[str] = []
         phrased: list[str] = []
         checks, queries, compiled = self.checks, self.queries, index.queries
@@ -279,18 +300,22 @@ class WatchIndex:
             if not queries[watch_id]:
                 matched.append(watch_id)
                 continue
-            found_query = compiled.get(watch_id)
-            if found_query is None:
+            test = compiled.get(watch_id)
+            if test is None:
                 continue  # only stop words in this language
-            tree, exact = found_query
-            if not exact:
+            kind, payload = test
+            if kind == _ALL:
+                if payload <= lexemes:
+                    matched.append(watch_id)
+            elif kind == _BOOLEAN:
+                if evaluate(payload, lexemes):
+                    matched.append(watch_id)
+            else:
                 phrased.append(watch_id)
-            elif evaluate(tree, lexemes):
-                matched.append(watch_id)
         if phrased:
             verdicts = await phrase_check(article.id, [self.queries[i] for i in phrased])
             matched += [i for i, ok in zip(phrased, verdicts, strict=True) if ok]
-        return sorted((self.watches[i] for i in matched), key=lambda w: (w.name, w.id))
+        return [self.watches[i] for i in matched]
 
 
 def _discard(index: dict[Any, set[str]], key: Any, watch_id: str) -> None:

@@ -140,7 +140,7 @@ async def test_the_index_matches_without_a_query_per_watch() -> None:
                watch("german", language="de")]
     index = WatchIndex.of(watches, compile_queries)
     found = await index.match(article(), phrase_check)
-    assert [w.name for w in found] == ["both", "iran", "not-macron", "phrase", "tj"]
+    assert sorted(w.name for w in found) == ["both", "iran", "not-macron", "phrase", "tj"]
     assert phrase_calls == [['"Rahmon visit"']]
     await index.match(article(id="a2"), phrase_check)
     assert calls == ["english"]  # compiled once per configuration
@@ -151,7 +151,7 @@ async def test_the_index_matches_without_a_query_per_watch() -> None:
     changed = watch("tj", q="Macron", country="TJ")
     assert index.update([changed, *watches[1:5], watch("new", q="Dushanbe")]) == (2, 5)
     found = await index.match(article(), phrase_check)
-    assert [w.name for w in found] == ["both", "new", "not-macron"]
+    assert sorted(w.name for w in found) == ["both", "new", "not-macron"]
     assert calls == ["english", "english"]
     assert all("tj" not in ids or "macron" in lexeme for lexeme, ids in
                index.configs["english"].by_lexeme.items())
