@@ -134,13 +134,27 @@ def _test(tree: Node, exact: bool) -> Test:
     return (_BOOLEAN, tree)
 
 
+Primary = tuple[str, str] | None
+"""The filter value a watch is indexed under (FilterCheck.key), or None when it has none."""
+
+
+def _only(key: tuple[str, str]) -> FilterCheck:
+    """The filters of a watch whose only filter is its primary one (nothing left to check)."""
+    kind, value = key
+    only = {"entity_key": FilterCheck(entity_keys=(value,)), "entity": FilterCheck(entity=value),
+            "source": FilterCheck(source=value), "country": FilterCheck(country=value),
+            "language": FilterCheck(language=value)}
+    return only[kind]
+
+
 @dataclass
 class ConfigIndex:
-    """The query watches in one text-search configuration, by the lexemes they need."""
+    """The query watches in one text-search configuration, by their primary filter value and
+    the lexemes they need: an article only looks under the filter values it has."""
 
-    by_lexeme: dict[str, set[str]] = field(default_factory=dict)
-    always: set[str] = field(default_factory=set)
-    """Watches no lexeme set narrows down (a bare exclusion): candidates for every article."""
+    by_lexeme: dict[Primary, dict[str, set[str]]] = field(default_factory=dict)
+    always: dict[Primary, set[str]] = field(default_factory=dict)
+    """Watches no lexeme set narrows down (a bare exclusion), by primary filter value."""
     pending: set[str] = field(default_factory=set)
     """Watches added since, indexed here when this configuration is next used."""
     queries: dict[str, "Test"] = field(default_factory=dict)
@@ -153,18 +167,20 @@ whether Python evaluates it (no phrase), the lexemes it needs (None: none narrow
 
 
 class WatchIndex:
-    """Every watch, indexed by the lexemes (per text-search configuration) and filter values it
-    needs. `update` brings it to a new list of watches touching only what changed; `compiled`
-    keeps each (configuration, query) PostgreSQL compiled, so it is compiled once. One task at
-    a time: `update` must not run while `match` or `config` waits (Matcher holds a lock)."""
+    """Every watch, indexed by a filter value it needs (if any) and the lexemes (per text-search
+    configuration) it needs. `update` brings it to a new list of watches touching only what
+    changed; `compiled` keeps each (configuration, query) PostgreSQL compiled, so it is compiled
+    once. One task at a time: `update` must not run while `match` or `config` waits (Matcher
+    holds a lock)."""
 
     def __init__(self, compile_queries: Compile,
                  compiled: dict[tuple[str, str], Compiled] | None = None) -> None:
         self.compile_queries = compile_queries
         self.compiled = compiled if compiled is not None else {}
         self.watches: dict[str, Watch] = {}
-        self.checks: dict[str, FilterCheck | None] = {}
-        """Watch id → its filters; None when it has none (most have words only)."""
+        self.primary: dict[str, Primary] = {}
+        self.residual: dict[str, FilterCheck | None] = {}
+        """Watch id → the filters left to check once its primary one holds (None: none)."""
         self.queries: dict[str, str] = {}
         self.by_filter: dict[tuple[str, str], set[str]] = {}
         self.filter_always: set[str] = set()
@@ -191,24 +207,23 @@ class WatchIndex:
     def _add(self, watch: Watch) -> None:
         self.watches[watch.id] = watch
         check = FilterCheck.of(watch.filters)
-        self.checks[watch.id] = None if check == _NO_FILTERS else check
+        self.primary[watch.id] = key = check.key()
+        left = _NO_FILTERS if key is None else _only(key)
+        self.residual[watch.id] = None if check in (left, _NO_FILTERS) else check
         self.queries[watch.id] = query = watch.filters.q.strip()
         if query:
             for built in self.configs.values():
                 built.pending.add(watch.id)
-            return
-        key = check.key()
-        if key is None:
+        elif key is None:
             self.filter_always.add(watch.id)
         else:
             self.by_filter.setdefault(key, set()).add(watch.id)
 
     def _remove(self, watch_id: str) -> None:
         query = self.queries.pop(watch_id)
-        check = self.checks.pop(watch_id) or _NO_FILTERS
-        del self.watches[watch_id]
+        key = self.primary.pop(watch_id)
+        del self.residual[watch_id], self.watches[watch_id]
         if not query:
-            key = check.key()
             if key is None:
                 self.filter_always.discard(watch_id)
             else:
@@ -223,10 +238,13 @@ class WatchIndex:
             if tree is None:
                 continue
             if need is None:
-                built.always.discard(watch_id)
+                _discard(built.always, key, watch_id)
             else:
+                lexemes = built.by_lexeme.get(key, {})
                 for lexeme in need:
-                    _discard(built.by_lexeme, lexeme, watch_id)
+                    _discard(lexemes, lexeme, watch_id)
+                if not lexemes:
+                    built.by_lexeme.pop(key, None)
 
     async def _compile(self, ts_config: str, ids: set[str]) -> None:
         missing = sorted({q for i in ids if (ts_config, q := self.queries[i]) not in self.compiled})
@@ -261,27 +279,42 @@ class WatchIndex:
             if tree is None:
                 continue
             built.queries[watch_id] = _test(tree, exact)
+            key = self.primary[watch_id]
             if need is None:
-                built.always.add(watch_id)
+                built.always.setdefault(key, set()).add(watch_id)
             else:
+                lexemes = built.by_lexeme.setdefault(key, {})
                 for lexeme in need:
-                    built.by_lexeme.setdefault(lexeme, set()).add(watch_id)
+                    lexemes.setdefault(lexeme, set()).add(watch_id)
         built.pending = set()
         return built
 
     def _candidates(self, index: ConfigIndex, article: ArticleFacts) -> set[str]:
-        """The watches that may match: those the article holds a needed lexeme or filter value
-        of, and the few nothing narrows down."""
-        candidates: set[str] = set(index.always)
-        by_lexeme = index.by_lexeme
-        for lexeme in article.lexemes:
-            found = by_lexeme.get(lexeme)
+        """The watches that may match: under no filter value or one the article has, those
+        needing a lexeme it holds; and the few no lexeme narrows down."""
+        candidates: set[str] = set()
+        lexemes = article.lexemes
+        keys: set[Primary] = {None, *article.filter_keys()}
+        for key in keys:
+            found = index.always.get(key)
             if found:
                 candidates.update(found)
-        for key in article.filter_keys():
-            found = self.by_filter.get(key)
-            if found:
-                candidates.update(found)
+            needing = index.by_lexeme.get(key)
+            if not needing:
+                continue
+            if len(needing) < len(lexemes):
+                for lexeme, ids in needing.items():
+                    if lexeme in lexemes:
+                        candidates.update(ids)
+            else:
+                for lexeme in lexemes:
+                    some = needing.get(lexeme)
+                    if some:
+                        candidates.update(some)
+        for key in keys:
+            filtered = self.by_filter.get(key) if key is not None else None
+            if filtered:
+                candidates.update(filtered)
         candidates.update(self.filter_always)
         return candidates
 
@@ -291,10 +324,10 @@ class WatchIndex:
         candidates = self._candidates(index, article)
         matched: list[str] = []
         phrased: list[str] = []
-        checks, queries, compiled = self.checks, self.queries, index.queries
+        residual, queries, compiled = self.residual, self.queries, index.queries
         lexemes = article.lexemes
         for watch_id in candidates:
-            check = checks[watch_id]
+            check = residual[watch_id]
             if check is not None and not check.accepts(article):
                 continue
             if not queries[watch_id]:
