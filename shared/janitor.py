@@ -128,6 +128,23 @@ async def trim_acknowledged(client: aioredis.Redis, stream: str) -> int:
     return int(await client.xtrim(stream, minid=point, approximate=False))
 
 
+async def trim_keeping(client: aioredis.Redis, stream: str, keep: int) -> int:
+    """Trim `stream` to its newest `keep` entries, but never an entry a group has not finished
+    (`XTRIM MAXLEN` would drop those too)."""
+    excess = int(await client.xlen(stream)) - keep
+    if excess <= 0:
+        return 0
+    groups: Any = await client.xinfo_groups(stream)
+    point = await safe_trim_point(client, stream)
+    if groups and point is None:
+        return 0  # a group has finished nothing yet
+    oldest: Any = await client.xrange(stream, "-", f"({point}" if point else "+", count=excess)
+    if not oldest:
+        return 0
+    ms, seq = _id(_text(oldest[-1][0]))
+    return int(await client.xtrim(stream, minid=f"{ms}-{seq + 1}", approximate=False))
+
+
 async def sweep(client: aioredis.Redis, settings: Settings) -> Sweep:
     """One pass over every stage's stream, plus the bounded "done" stream."""
     done = Sweep()
@@ -135,11 +152,11 @@ async def sweep(client: aioredis.Redis, settings: Settings) -> Sweep:
         done.consumers_removed += len(
             await remove_gone_consumers(client, stream, settings.consumer_gone_ms)
         )
-        done.entries_trimmed += await trim_acknowledged(client, stream.name)
-    # Nobody acknowledges "indexed": publishers only follow its newest entries.
-    done.entries_trimmed += int(
-        await client.xtrim(INDEXED.name, maxlen=settings.indexed_keep, approximate=True)
-    )
+        if stream != INDEXED:
+            done.entries_trimmed += await trim_acknowledged(client, stream.name)
+    # Publishers that wait follow the newest entries of "indexed": those are kept even when the
+    # watcher has finished them, and nothing the watcher has not finished is dropped.
+    done.entries_trimmed += await trim_keeping(client, INDEXED.name, settings.indexed_keep)
     done.entries_trimmed += await trim_dead_letters(client, settings)
     return done
 

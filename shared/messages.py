@@ -359,3 +359,25 @@ class ArticleFailed(BaseModel):
     """The size of the original entry's values, before compression and any cut."""
     original_capped: bool = False
     """The original was cut to NEWSFLOW_DEAD_ORIGINAL_MAX_BYTES: kept to be read, not retried."""
+
+
+class WatchMatched(Event):
+    """A watch matched a newly indexed article: one event per (watch, article); `id` and `url`
+    are the article's. Delivered at least once, keyed by `key`."""
+
+    watch_id: str
+    watch_name: str = ""
+    title: str = ""
+    published: datetime | None = None
+    source: str | None = None
+    language: str = "und"
+    countries: list[str] = Field(default_factory=list)
+    snippet: str = ""
+    story: str = ""
+    """The id of the story's first article (the article itself unless it is a near-duplicate)."""
+    indexed_at: datetime | None = None
+
+    @property
+    def key(self) -> str:
+        """The idempotency key of its deliveries: the same for every repeat."""
+        return f"{self.watch_id}:{self.id}"

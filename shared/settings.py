@@ -128,6 +128,21 @@ class Settings(BaseSettings):
     """Where the API listens: loopback unless configured (compose sets 0.0.0.0 for its port)."""
     api_port: int = 8000
 
+    # Watches (see README, "Follow a subject").
+    api_token: str = ""
+    """Bearer token the API asks for on the endpoints that change something (/watches); empty:
+    those endpoints are off, the read-only API stays open."""
+    public_url: str = "http://localhost:8000"
+    """Where the API is reached from outside: the base of the watches' feed URLs."""
+    webhook_timeout_s: float = 10.0
+    """The longest one webhook POST may take (connection and answer)."""
+    webhook_attempts: int = 3
+    """POSTs within one delivery for timeouts, connection errors, 429 and 5xx (backoff from
+    NEWSFLOW_RETRY_BACKOFF_S, Retry-After honoured up to NEWSFLOW_RETRY_AFTER_MAX_S); then the
+    delivery is retried later, up to NEWSFLOW_MAX_DELIVERIES, and then dead-lettered."""
+    webhook_concurrency: int = 8
+    """Webhook deliveries one watcher replica makes at once."""
+
     log_level: str = "INFO"
     log_format: Literal["text", "json", "plain"] = "text"
     """text: time, service, level, message; json: JSON lines; plain: level and message only

@@ -11,6 +11,7 @@ from shared.messages import (
     ArticleIndexed,
     ArticleParsed,
     ArticleSubmitted,
+    WatchMatched,
 )
 
 
@@ -28,10 +29,12 @@ SUBMITTED = Stream("articles:submitted", ArticleSubmitted, group="fetcher")
 FETCHED = Stream("articles:fetched", ArticleFetched, group="parser")
 PARSED = Stream("articles:parsed", ArticleParsed, group="enricher")
 ENRICHED = Stream("articles:enriched", ArticleEnriched, group="indexer")
-INDEXED = Stream("articles:indexed", ArticleIndexed, group=None)
+INDEXED = Stream("articles:indexed", ArticleIndexed, group="watcher")
 DEAD = Stream("articles:dead", ArticleFailed, group=None)
+# Each (watch, article) match, for the watcher's deliveries (webhooks).
+MATCHED = Stream("watches:matched", WatchMatched, group="watcher")
 
-STREAMS: tuple[Stream, ...] = (SUBMITTED, FETCHED, PARSED, ENRICHED, INDEXED, DEAD)
+STREAMS: tuple[Stream, ...] = (SUBMITTED, FETCHED, PARSED, ENRICHED, INDEXED, DEAD, MATCHED)
 STAGES: tuple[Stream, ...] = tuple(s for s in STREAMS if s.group)
 """The streams a stage reads, in pipeline order."""
 

@@ -12,7 +12,8 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse
 
 from services.api.security import SecureFastAPI
-from shared import store
+from services.api.watches import watch_routes
+from shared import store, watches
 from shared.reach import when_reachable, where
 from shared.settings import Settings
 
@@ -44,10 +45,14 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.pool = await when_reachable(
             lambda: store.connect(settings.database_url, max_size=10, read_only=True),
             f"PostgreSQL at {where(settings.database_url)}", settings.startup_wait_s)
+        # Watches are written by token holders only, through a pool of their own (the search
+        # pool refuses writes); it also puts the watch tables in place.
+        app.state.watch_pool = await watches.connect(settings.database_url, max_size=3)
         try:
             yield
         finally:
             await app.state.pool.close()
+            await app.state.watch_pool.close()
 
     # Every response carries the security headers (services/api/security.py).
     app = SecureFastAPI(
@@ -68,6 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     serve_docs_offline(app)
     page = PAGE.read_text(encoding="utf-8")
+    app.include_router(watch_routes(settings))
 
     def pool(request: Request) -> asyncpg.Pool:
         return request.app.state.pool  # type: ignore[no-any-return]  # set by the lifespan

@@ -9,7 +9,7 @@ from shared.settings import Settings
 from shared.streams import DEAD
 
 STAGE_MODULES = ("services.fetcher.main", "services.parser.main", "services.enricher.main",
-                 "services.indexer.main")
+                 "services.indexer.main", "services.watcher.main")
 
 
 def _strip_consumer(channel: dict[str, Any]) -> dict[str, Any]:

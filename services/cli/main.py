@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from services.cli.lazy import lazy_module
+from services.cli.watch import watch_app
 
 if TYPE_CHECKING:
     import asyncio
@@ -42,6 +43,7 @@ app = typer.Typer(help="newsflow: fetch, parse, enrich and index news articles."
 dead_app = typer.Typer(help="Inspect and re-drive dead letters.", no_args_is_help=True)
 app.add_typer(dead_app, name="dead")
 app.add_typer(feeds.feeds_app, name="feeds")
+app.add_typer(watch_app, name="watch")
 
 # Each runnable service and the module whose create_app() builds it.
 SERVICES = {
@@ -50,6 +52,7 @@ SERVICES = {
     "parser": "services.parser.main",
     "enricher": "services.enricher.main",
     "indexer": "services.indexer.main",
+    "watcher": "services.watcher.main",
     "api": "services.api.main",
 }
 T = TypeVar("T")

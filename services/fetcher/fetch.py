@@ -25,8 +25,8 @@ from services.fetcher.content import (
     looks_like_source,
     parse_content_type,
 )
-from services.fetcher.ssrf import Resolver, guard_reason, parse_ip, parse_networks, resolve_host
 from shared.errors import NewsflowError, PermanentError, TransientError
+from shared.netguard import Resolver, guard_reason, parse_ip, parse_networks, resolve_host
 from shared.settings import Settings
 
 __all__ = [

@@ -137,7 +137,9 @@ async def test_hostile_input_in_every_parameter_is_harmless(
 
 async def test_openapi_documents_every_endpoint_and_parameter(api: httpx.AsyncClient) -> None:
     spec = (await api.get("/openapi.json")).json()
-    assert set(spec["paths"]) == {"/search", "/facets", "/articles/{article_id}", "/health"}
+    assert set(spec["paths"]) == {"/search", "/facets", "/articles/{article_id}", "/health",
+                                  "/watches", "/watches/{watch_id}",
+                                  "/watches/{watch_id}/feed.atom", "/watches/{watch_id}/test"}
     params = {p["name"]: p for p in spec["paths"]["/search"]["get"]["parameters"]}
     assert set(params) >= {*TEXT_PARAMS, *STRICT_PARAMS}
     assert all(params[name].get("description") for name in TEXT_PARAMS)

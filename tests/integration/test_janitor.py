@@ -50,9 +50,21 @@ async def test_sweep_bounds_the_done_stream(redis_client: Redis, settings: Setti
     for n in range(500):
         await redis_client.xadd(INDEXED.name, {"n": str(n)})
     settings = settings.model_copy(update={"indexed_keep": 100})
+    # The watcher has not read them: nothing is dropped.
     await sweep(redis_client, settings)
-    # Approximate trimming keeps at least the newest 100, and far fewer than 500.
-    assert 100 <= await redis_client.xlen(INDEXED.name) < 500
+    assert await redis_client.xlen(INDEXED.name) == 500
+    read = await redis_client.xreadgroup("watcher", "w1", {INDEXED.name: ">"}, count=300)
+    await redis_client.xack(INDEXED.name, "watcher", *[i for i, _ in read[0][1]])
+    await sweep(redis_client, settings)
+    # The 200 it has not read are kept, and the last it read (the safe point, kept as for
+    # every stream).
+    assert await redis_client.xlen(INDEXED.name) == 201
+    rest = await redis_client.xreadgroup("watcher", "w1", {INDEXED.name: ">"}, count=200)
+    await redis_client.xack(INDEXED.name, "watcher", *[i for i, _ in rest[0][1]])
+    await sweep(redis_client, settings)
+    # All finished: the newest 100 stay for publishers that wait.
+    left = await redis_client.xrange(INDEXED.name)
+    assert [f[b"n"] for _, f in left] == [str(n).encode() for n in range(400, 500)]
 
 
 async def test_a_consumer_handed_entries_since_it_was_seen_idle_is_kept(

@@ -26,8 +26,8 @@ from services.fetcher.fetch import (
     fetch_page,
     make_client,
 )
-from services.fetcher.ssrf import parse_ip, refusal_reason
 from shared.errors import PermanentError, TransientError
+from shared.netguard import parse_ip, refusal_reason
 from shared.settings import Settings
 from tests.servers import QuietHTTPServer, reply
 

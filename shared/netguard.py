@@ -1,9 +1,11 @@
-"""The SSRF guard's address policy (which IP addresses the fetcher may reach) and DNS lookup."""
+"""The SSRF guard's address policy (which IP addresses newsflow may reach: the fetcher, webhooks)
+and DNS lookup."""
 
 import asyncio
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -78,3 +80,58 @@ def refusal_reason(ip: IPAddress) -> str | None:
         (not ip.is_global, "non-global"),
     )
     return next((reason for refused, reason in checks if refused), None)
+
+
+async def url_refusal(
+    url: str, *, allow_private: bool = False, allowed_networks: str = "",
+    resolve: Resolver = resolve_host,
+) -> str | None:
+    """Why newsflow must not send a request to `url` (not http(s), no host, or a host that is or
+    resolves to an address the guard refuses), or None when it may. A name that does not resolve
+    is refused too: what cannot be checked is not reached."""
+    reason, _ = await checked_addresses(url, allow_private=allow_private,
+                                        allowed_networks=allowed_networks, resolve=resolve)
+    return reason
+
+
+async def checked_addresses(
+    url: str, *, allow_private: bool = False, allowed_networks: str = "",
+    resolve: Resolver = resolve_host,
+) -> tuple[str | None, list[str]]:
+    """(why `url` is refused, or None; the addresses its host name resolved to and that passed,
+    so the request can be sent to them and not to what a second lookup might say)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return f"scheme {parts.scheme!r} is not http or https", []
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:
+        return f"invalid URL ({exc})", []
+    if not host:
+        return "no host in URL", []
+    if allow_private:
+        return None, []
+    port = port or (443 if parts.scheme == "https" else 80)
+    return await _host_addresses(host, port, parse_networks(allowed_networks), resolve)
+
+
+async def _host_addresses(
+    host: str, port: int, allowed: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...],
+    resolve: Resolver,
+) -> tuple[str | None, list[str]]:
+    literal = parse_ip(host)
+    if literal is not None:
+        reason = guard_reason(literal, allowed)
+        return (f"refused {reason} address {literal}" if reason else None), []
+    try:
+        addresses = await resolve(host, port)
+    except OSError as exc:
+        return f"cannot resolve {host}: {exc}", []
+    # Every address is checked, not only the first: the client may connect to any of them.
+    for address in addresses or [""]:
+        ip = parse_ip(address)
+        if ip is None:
+            return f"{host} resolves to {address!r}, not an IP address", []
+        if reason := guard_reason(ip, allowed):
+            return f"{host} resolves to {reason} address {ip}", []
+    return None, addresses

@@ -1,0 +1,1 @@
+"""The watcher: matches newly indexed articles against the saved watches and delivers them."""
