@@ -196,6 +196,9 @@ class ArticleContent(Event):
     tags: list[str] = Field(default_factory=list)
     words: int = 0  # as word processors count them: in Chinese and Japanese, each character
     paywalled: bool = False
+    # Organisations credited with the story: wire agencies ("dpa", "Reuters"), or the publisher
+    # or its desk when the page names no person. `authors` holds people only.
+    credits: list[str] = Field(default_factory=list)
 
     @computed_field  # type: ignore[prop-decorator]  # pydantic's documented pattern
     @property

@@ -18,6 +18,7 @@ from services.parser.boilerplate import (
     is_closing_prompt,
     is_teaser_heading,
 )
+from services.parser.bylines import clean_credits
 from services.parser.extract import (
     Extraction,
     clean_authors,
@@ -716,3 +717,101 @@ def test_a_closing_paragraph_naming_the_author_late_or_at_length_is_text() -> No
                     for n in range(6))
     late = "<p>The mayor told reporters, among them Jane Doe, that the vote would wait.</p>"
     assert "among them Jane Doe" in extract_article(page(head, story + late)).text
+
+
+# --- authors and credits (issue 20) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("raw", "want"), [
+    # A date or weekday run into the name.
+    (["Nathan Willis March 3, 2024"], ["Nathan Willis"]),
+    (["Joe Wee Monday"], ["Joe Wee"]),
+    (["Jane Doe 14. März 2024"], ["Jane Doe"]),
+    (["Theresa May"], ["Theresa May"]),  # a month as a surname, right after the given name
+    # A form label or a heading is no name.
+    (["Name"], []),
+    (["Username"], []),
+    (["Auteurs"], []),
+    (["Jobs; Hire"], []),
+    # Leftover labels, in other cases and scripts.
+    (["Alles von Jane Doe"], ["Jane Doe"]),
+    (["VON JANE DOE"], ["Jane Doe"]),
+    (["Par Jeanne Dupont"], ["Jeanne Dupont"]),
+    (["Автор: Иван Петров"], ["Иван Петров"]),
+    (["Auteur : Jeanne Dupont"], ["Jeanne Dupont"]),
+    (["More from Jane Doe"], ["Jane Doe"]),
+    # Library-catalogue order with a particle is one person.
+    (["Jong, Michiel de"], ["Michiel de Jong"]),
+    (["Beek, Anna van der"], ["Anna van der Beek"]),
+    # An ampersand inside a name, or between two people.
+    (["Mac & i"], []),
+    (["Jane Doe & John Roe"], ["Jane Doe", "John Roe"]),
+    # Agencies by their full names are no people.
+    (["Associated Press", "Anadolu Ajansı"], []),
+])
+def test_author_families(raw: list[str], want: list[str]) -> None:
+    assert clean_authors(raw) == want
+
+
+@pytest.mark.parametrize(("raw", "want"), [
+    (["Felix Schröder und Jörg Soldwisch, dpa"], ["dpa"]),
+    (["Von AFP und Reuters"], ["AFP", "Reuters"]),
+    (["Deutsche Presse-Agentur", "MM-Redaktion"], ["Deutsche Presse-Agentur", "MM-Redaktion"]),
+    (["MND Staff"], ["MND Staff"]),
+    (["Redaktion hessenschau.de"], ["Redaktion hessenschau.de"]),
+    (["Daily Planet"], ["Daily Planet"]),  # the site itself
+    (["Jane Doe", "Folgen", "Red", "Nachrichten"], []),  # a button, a label: no credit
+])
+def test_credits(raw: list[str], want: list[str]) -> None:
+    assert clean_credits(raw, {"dailyplanet"}) == want
+
+
+def ld_author_page(authors: object, extra_head: str = "", body: str = BODY) -> str:
+    ld = {"@type": "NewsArticle", "headline": "Budget talks", "author": authors}
+    return page(f'<script type="application/ld+json">{json.dumps(ld)}</script>{extra_head}', body)
+
+
+@pytest.mark.parametrize(("authors", "people", "credits"), [
+    ([{"@type": "Person", "name": "Jane Doe"}, {"@type": "Organization", "name": "SDA"}],
+     ["Jane Doe"], ["SDA"]),
+    ({"@type": "Person", "name": "Jane Doe und John Roe, dpa"}, ["Jane Doe", "John Roe"], ["dpa"]),
+    ({"@type": "Person", "name": "Associated Press"}, [], ["Associated Press"]),
+    ({"@type": "NewsMediaOrganization", "name": "Daily Planet"}, [], ["Daily Planet"]),
+    # A list nested in the list, and a name the publisher wrote in lower case.
+    ([{"@type": "Person", "name": "jane doe"}, [{"@type": "Person", "name": "MDR THÜRINGEN"}]],
+     ["Jane Doe"], ["MDR THÜRINGEN"]),
+])
+def test_json_ld_authors_and_credits(authors: object, people: list[str],
+                                     credits: list[str]) -> None:
+    site = '<meta property="og:site_name" content="Daily Planet">'
+    html = ld_author_page(authors, site + '<link rel="canonical" href="https://www.mdr.de/x">')
+    extraction = extract_article(html)
+    assert (extraction.authors, extraction.credits) == (people, credits)
+
+
+def test_a_wire_story_names_no_teasers_author() -> None:
+    # The agency credit ends the search: the name further down is a teaser's.
+    teaser = '<aside><p>Von <a href="/autor/max-muster">Max Muster</a></p></aside>'
+    extraction = extract_article(ld_author_page({"@type": "Person", "name": "dpa"},
+                                                body=BODY + teaser))
+    assert (extraction.authors, extraction.credits) == ([], ["dpa"])
+
+
+def test_a_page_that_names_no_author_returns_none() -> None:
+    # Only a first name found by looking (a profile link in a sidebar): too weak to be a byline.
+    body = BODY + '<div class="sidebar"><a href="/author/eddie/">Eddie</a></div>'
+    extraction = extract_article(page(body=body))
+    assert (extraction.authors, extraction.credits) == ([], [])
+    body = BODY + '<div class="meta"><a href="/author/jane-doe/">Jane Doe</a></div>'
+    assert extract_article(page(body=body)).authors == ["Jane Doe"]
+
+
+def test_credits_travel_in_the_parsed_message() -> None:
+    extraction = extract_article(ld_author_page({"@type": "Organization", "name": "Reuters"}))
+    parsed = ArticleParsed(id="a1", **dataclasses.asdict(extraction))
+    again = ArticleParsed.model_validate_json(parsed.model_dump_json())
+    assert again.credits == ["Reuters"]
+    # A message from before the field existed is read with no credits.
+    old = json.loads(parsed.model_dump_json())
+    del old["credits"]
+    assert ArticleParsed.model_validate(old).credits == []
