@@ -76,7 +76,8 @@ WIRE_AGENCIES = frozenset({
     "dpa", "afp", "ap", "associatedpress", "theassociatedpress", "reuters", "apa", "kna", "epd",
     "sid", "ansa", "efe", "sda", "keystonesda", "anp", "belga", "pap", "ctk", "tass", "xinhua",
     "yonhap", "kyodo", "aap", "pti", "ians", "ntb", "tt", "ritzau", "anadoluagency", "aa",
-    "anadoluajansi", "anadoluajansı", "deutschepresseagentur", "agencefrancepresse", "dpainfocom", "upi",
+    "anadoluajansi", "anadoluajansı", "deutschepresseagentur", "agencefrancepresse", "dpainfocom",
+    "upi",
     "europapress", "agenciaefe", "lusa", "bernama", "antara", "rianovosti", "interfax",
     "ukrinform", "ips", "bloomberg", "kyodonews", "yonhapnews", "dpaafx", "awp", "apadpa",
 })
