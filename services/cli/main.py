@@ -208,6 +208,8 @@ def search(
     person: Annotated[str | None, typer.Option(help="A person named in the article.")] = None,
     organization: Annotated[str | None, typer.Option(help="An organisation named.")] = None,
     place: Annotated[str | None, typer.Option(help="A place named in the article.")] = None,
+    credit: Annotated[str | None, typer.Option(
+        help="An organisation credited with the story, e.g. dpa, Reuters.")] = None,
     country: Annotated[str | None, typer.Option(help="ISO 3166 code, e.g. IR.")] = None,
     since: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])] = None,
     until: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])] = None,
@@ -231,6 +233,7 @@ def search(
         q = store.SearchQuery.model_validate({
             "q": query, "language": language, "source": source, "entity": entity,
             "person": person, "organization": organization, "place": place, "country": country,
+            "credit": credit,
             "since": since.date() if since else None, "until": until.date() if until else None,
             "has_duplicates": has_duplicates, "sort": sort, "recency": recency,
             "collapse": collapse, "facets": facets, "limit": limit, "offset": offset,
@@ -278,8 +281,10 @@ def get(
 
 
 def article_header(article: dict[str, Any]) -> str:
-    """The lines above an article's text: title, site and authors, URL, date language countries."""
-    credits = " · ".join(c for c in (article.get("site_name"), ", ".join(article["authors"])) if c)
+    """The lines above an article's text: title, site, authors and credits, URL, date language
+    countries."""
+    byline = ", ".join([*article["authors"], *article.get("credits", [])])
+    credits = " · ".join(c for c in (article.get("site_name"), byline) if c)
     facts = (f"{article['published'] or '-'}  {article['language'] or '-'}  "
              f"{', '.join(article['countries']) or '-'}")
     lines = (article["title"], credits, article["url"], facts)
