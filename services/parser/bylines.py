@@ -135,14 +135,24 @@ def is_credit(name: str, organisations: set[str]) -> bool:
     key = fold(name)
     if not key or key.isdigit():
         return False
-    words = {fold(w) for w in re.split(r"[\s\-‐/]+", name)}
-    if key in WIRE_AGENCIES or key in organisations or words & organisations:
-        return True  # an agency, the site, the site with its region ("MDR Thüringen")
-    if any(len(o) > 3 and o in key for o in organisations) or _DOMAIN.search(name):
-        return True  # the site's name with a desk or a suffix: "Redaktion hessenschau.de"
+    if key in WIRE_AGENCIES or names_site(name, organisations):
+        return True
+    words = _word_keys(name)
     # "BR24 Redaktion", "MND Staff"; or an agency named inside a credit ("Reuters Berlin").
     return (bool(words & _DESK_MARKERS) and len(words) > 1) or (bool(words & WIRE_AGENCIES) and (
         len(words) <= 2))
+
+
+def names_site(name: str, organisations: set[str]) -> bool:
+    """Whether `name` names the site itself: its name ("Daily Planet"), with a region ("MDR
+    Thüringen"), a desk or a web address ("Redaktion hessenschau.de")."""
+    key = fold(name)
+    return bool(key in organisations or _word_keys(name) & organisations
+                or any(len(o) > 3 and o in key for o in organisations) or _DOMAIN.search(name))
+
+
+def _word_keys(name: str) -> set[str]:
+    return {fold(w) for w in re.split(r"[\s\-‐/]+", name)} - {""}
 
 
 def credits_agencies_only(raw: list[str]) -> bool:
@@ -187,7 +197,10 @@ def _byline_parts(entry: str, keep_sites: bool = False) -> list[str]:
     for part in _LIST_SPLIT.split(byline):
         for piece in _split_conjunctions(part):
             name = BYLINE_PREFIX.sub("", piece).strip(" .,:;|-–—·'\"()[]")
-            name = _ROLE_SUFFIX.sub("", _INNER_BYLINE.sub("", name))
+            name = _INNER_BYLINE.sub("", name)
+            # A role ends a person's name ("Jane Doe Reporter"), but is part of a desk's
+            # ("Guardian staff reporter").
+            name = name if keep_sites else _ROLE_SUFFIX.sub("", name)
             names.append(_without_calendar_tail(name))
     return [name for name in names if name]
 
@@ -224,8 +237,7 @@ def _is_person_name(name: str, organisations: set[str]) -> bool:  # noqa: PLR091
     if key in organisations or any(len(o) > 3 and o in key for o in organisations):
         return False
     # Word by word, hyphenated parts too: "MDR Thüringen", "MM-Redaktion", "Red" (Redaktion).
-    parts = {fold(p) for p in re.split(r"[\s\-‐/]+", name)}
-    if parts & (_ORG_MARKERS | organisations):
+    if _word_keys(name) & (_ORG_MARKERS | organisations):
         return False
     if key in WIRE_AGENCIES:
         return False  # "Associated Press", "Anadolu Ajansı"

@@ -35,9 +35,11 @@ from .boilerplate import (
 )
 from .bylines import (
     BYLINE_PREFIX,
+    WIRE_AGENCIES,
     clean_authors,
     clean_credits,
     credits_agencies_only,
+    names_site,
 )
 from .embedded import embedded_article_html
 from .text import INVISIBLE_CHARS as _INVISIBLE_CHARS
@@ -119,6 +121,11 @@ _DATE_OR_TIME = re.compile(r"(?<!\d)(?:(?:19|20)\d\d|\d{1,2}[:.]\d\d)(?!\d)")
 _TITLE_SEPARATORS = re.compile(r"\s+[|–—\-:·•»/ㅣ]{1,2}\s+|\s*[|｜：ㅣ]\s*")
 _DATE_ONLY = re.compile(r"^\s*[\d./\-\s]{6,}\s*$")
 _WORD = re.compile(r"\w+")
+_HIRAGANA = re.compile("[\u3041-\u309f]")
+_YEAR = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)")
+# The article before another story begins is of some length; that story opens with a heading.
+_MIN_STORY_WORDS = 50
+_MAX_HEADING_WORDS = 15
 
 # Path segments of contributors' profile pages ("/autoren/name/max-kolter"): a link there names one.
 _PROFILE_SEGMENTS = frozenset({
@@ -174,6 +181,7 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
     people, credits = meta.bylines(tree)
     authors = signed or people
     paragraphs = _without_lead_metadata(paragraphs, meta.headlines(), authors)
+    paragraphs = _without_next_story(paragraphs)
     paragraphs = _without_author_note(paragraphs, authors)
     paragraphs = _with_standfirst(paragraphs, meta.descriptions(), tree, meta.h1[:1])
     text = "\n\n".join(paragraphs)
@@ -234,12 +242,18 @@ def _main_text(tree: HtmlElement | None, url: str | None) -> list[str]:
 
 
 def _inline_ruby(tree: HtmlElement) -> None:
-    """Ruby annotations as running text: "尹錫悦（ユンソンニョル）".
+    """Ruby annotations as running text: "尹錫悦（ユンソンニョル）大統領".
 
     Extractors take <rt> for a block of its own and break the sentence around each annotated
     word. The page's own <rp> parentheses (or ours, when it has none) keep the reading apart.
+    When the word goes on in kana after the annotated characters ("<ruby>子<rt>こ</rt></ruby>
+    ども"), a reading there would split it ("子（こ）ども" is not found by a search for 子ども):
+    it is left out.
     """
     for ruby in list(tree.iter("ruby")):
+        if _HIRAGANA.match(ruby.tail or ""):
+            for part in list(ruby.iter("rt", "rp")):
+                part.drop_tree()  # keeps the part's tail: the next base characters
         parenthesised = ruby.find(".//rp") is not None
         for part in list(ruby.iter("rb", "rt", "rp")):
             if part.tag == "rt" and not parenthesised:
@@ -357,6 +371,32 @@ def _without_lead_metadata(paragraphs: list[str], headlines: list[str],
         kept.append(paragraph)
         begun = begun or count_words(paragraph) > _MAX_LEAD_LINE_WORDS
     return kept
+
+
+def _without_next_story(paragraphs: list[str]) -> list[str]:
+    """The paragraphs up to where another story begins: a heading with a dated line.
+
+    Some layouts run a related story on as plain paragraphs after the article (no <article>,
+    no second <h1>): only a heading and its date line ("Club names its new coach" /
+    "12.03.2024") mark where it starts. The article's own heading and date were removed above
+    (`_without_lead_metadata`); a live blog's entries carry times, not dates, and stay.
+    """
+    words = 0
+    for index, paragraph in enumerate(paragraphs[:-2]):
+        if index >= 2 and words >= _MIN_STORY_WORDS and _is_story_heading(paragraph) and (
+                _is_dated(paragraphs[index + 1])):
+            return paragraphs[:index]
+        words += count_words(paragraph)
+    return paragraphs
+
+
+def _is_story_heading(line: str) -> bool:
+    return count_words(line) <= _MAX_HEADING_WORDS and line[-1] not in ".:;,"
+
+
+def _is_dated(line: str) -> bool:
+    # A table's row ("| 2002 | Vladimír Špidla | 30 |") is no date line.
+    return not line.startswith("|") and _is_timestamp(line) and _YEAR.search(line) is not None
 
 
 def _without_signature(paragraphs: list[str], tree: HtmlElement) -> tuple[list[str], list[str]]:
@@ -591,6 +631,10 @@ class _PageMeta:
 
     def title(self) -> str:
         sources = self._headlines()
+        if _describes_the_page(sources):
+            # Encyclopedia-like pages put a short description in the JSON-LD headline ("Capital
+            # city of …") and the name of the thing everywhere else ("Berlin").
+            del sources["ld"]
         candidates = list(sources.values())
         if not candidates:
             return ""
@@ -646,7 +690,10 @@ class _PageMeta:
             # A byline found by looking (not stated in the metadata) that names no full name is
             # too weak: "Eddie" under a blog post, "Hire" in a sidebar.
             if names and (heuristic < 2 or any(" " in n or not n.isascii() for n in names)):
-                return names, [c for c in found if _fold(c) not in {_fold(n) for n in names}]
+                # Beside named people the site itself is no credit (it publishes everything);
+                # an agency or another organisation is.
+                return names, [c for c in found if not names_site(c, organisations)
+                               or _fold(c) in WIRE_AGENCIES]
             first_credits = first_credits or found
             if credits_agencies_only(raw):
                 break
@@ -794,6 +841,17 @@ _MODIFIED_METAS = (
     "article:modified_time", "og:updated_time", "datemodified", "last-modified", "dc.date.modified",
     "dcterms.modified", "article.updated",
 )
+
+
+def _describes_the_page(sources: dict[str, str]) -> bool:
+    """Whether the JSON-LD headline describes the page rather than names it: it shares no word
+    with any other source's title, and at least two of those agree on one."""
+    ld = sources.get("ld")
+    others = [_fold(text) for source, text in sources.items() if source != "ld"]
+    if not ld or len(others) < 2 or len(set(others)) == len(others):
+        return False
+    words = {w.casefold() for text in sources.values() if text != ld for w in _WORD.findall(text)}
+    return words.isdisjoint(w.casefold() for w in _WORD.findall(ld))
 
 
 def _shown_bylines(tree: HtmlElement) -> Iterator[list[str]]:

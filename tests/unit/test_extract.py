@@ -778,8 +778,13 @@ def ld_author_page(authors: object, extra_head: str = "", body: str = BODY) -> s
     ({"@type": "Person", "name": "Associated Press"}, [], ["Associated Press"]),
     ({"@type": "NewsMediaOrganization", "name": "Daily Planet"}, [], ["Daily Planet"]),
     # A list nested in the list, and a name the publisher wrote in lower case.
-    ([{"@type": "Person", "name": "jane doe"}, [{"@type": "Person", "name": "MDR THÜRINGEN"}]],
-     ["Jane Doe"], ["MDR THÜRINGEN"]),
+    ([{"@type": "Person", "name": "jane doe"}, [{"@type": "Person", "name": "Reuters"}]],
+     ["Jane Doe"], ["Reuters"]),
+    # The site (with its region) is credited when no person is named, not beside a person.
+    ({"@type": "Person", "name": "MDR THÜRINGEN"}, [], ["MDR THÜRINGEN"]),
+    ([{"@type": "Person", "name": "Jane Doe"}, {"@type": "Person", "name": "MDR THÜRINGEN"}],
+     ["Jane Doe"], []),
+    ({"@type": "Person", "name": "Guardian staff reporter"}, [], ["Guardian staff reporter"]),
 ])
 def test_json_ld_authors_and_credits(authors: object, people: list[str],
                                      credits: list[str]) -> None:
@@ -815,3 +820,90 @@ def test_credits_travel_in_the_parsed_message() -> None:
     old = json.loads(parsed.model_dump_json())
     del old["credits"]
     assert ArticleParsed.model_validate(old).credits == []
+
+
+# --- the text of one article only (issue 20) ---------------------------------------------------
+
+STORY_EN = [f"Paragraph {n} of the story: the council met on Tuesday and argued for hours over "
+            f"next year's budget, the new tram line and the school repairs." for n in range(5)]
+OTHER_EN = [f"Other story {n}: the football club announced a new coach on Monday after a long "
+            f"search that kept supporters waiting all summer." for n in range(4)]
+
+
+def test_a_related_story_laid_out_after_the_article_is_not_kept() -> None:
+    # No <article> around either, no second <h1>: only a heading and a date line.
+    other = ("<h2>Club names its new coach</h2><p>12.03.2024</p>"
+             + "".join(f"<p>{p}</p>" for p in OTHER_EN))
+    html = ("<html><head><title>Budget talks</title></head><body><div class='content'>"
+            "<h1>Budget talks</h1>" + "".join(f"<p>{p}</p>" for p in STORY_EN) + other
+            + "</div></body></html>")
+    text = extract_article(html).text
+    assert STORY_EN[-1] in text
+    assert "Other story" not in text and "new coach" not in text
+
+
+def test_a_live_blogs_timed_entries_are_kept() -> None:
+    entries = "".join(f"<h2>Update {n}</h2><p>{10 + n}:30</p><p>{STORY_EN[n]}</p>"
+                      for n in range(4))
+    html = ("<html><body><div class='content'><h1>Budget talks</h1>"
+            f"<p>{STORY_EN[4]}</p>{entries}</div></body></html>")
+    text = extract_article(html).text
+    assert all(p in text for p in STORY_EN)
+
+
+@pytest.mark.parametrize("teaser", [
+    "<h3>Related articles</h3><ul><li><a href='/a'>Tram line opens</a></li>"
+    "<li><a href='/b'>School repairs start</a></li></ul>",
+    "<h3>相關文章</h3><ul><li><a href='/a'>輕軌開通</a></li><li><a href='/b'>學校維修</a></li></ul>",
+])
+def test_a_teaser_heading_inside_the_article_removes_only_its_block(teaser: str) -> None:
+    html = ("<html><body><article><h1>Budget talks</h1>"
+            + "".join(f"<p>{p}</p>" for p in STORY_EN[:2]) + teaser
+            + "".join(f"<p>{p}</p>" for p in STORY_EN[2:]) + "</article></body></html>")
+    text = extract_article(html).text
+    assert all(p in text for p in STORY_EN)
+    assert "Tram line opens" not in text and "輕軌" not in text
+
+
+def test_a_chinese_article_opening_with_a_teaser_heading_is_kept() -> None:
+    story = "".join(f"<p>{'市議會週二開會討論明年的預算，輕軌新線和學校維修也在議程上。' * 3}{n}</p>"
+                    for n in range(4))
+    html = ("<html><body><h1>預算會議</h1><div class='main'><div><h3>相關文章</h3>"
+            "<a href='/a'>輕軌開通</a></div>" + story + "</div></body></html>")
+    extraction = extract_article(html)
+    assert extraction.text.count("市議會週二開會") == 12
+
+
+def test_ruby_readings_do_not_split_a_word() -> None:
+    # "子ども" with a reading over 子: searchable as one word, the reading left out. Before a
+    # kanji the word has ended, and the reading stays.
+    body = ("<p><ruby>子<rt>こ</rt></ruby>どもたちは<ruby>公園<rt>こうえん</rt></ruby>で"
+            "遊んでいた。<ruby>市<rp>(</rp><rt>し</rt><rp>)</rp></ruby>は新しい<ruby>遊具<rt>ゆうぐ"
+            "</rt></ruby>設置を発表した。</p>")
+    text = extract_article(page(body=body, lang="ja")).text
+    assert text.startswith("子どもたちは公園で遊んでいた。市は新しい遊具（ゆうぐ）設置を発表した。")
+
+
+def test_a_post_that_is_a_list_of_links_keeps_its_list() -> None:
+    items = "".join(
+        f"<li><a href='https://example.org/{n}'>Report {n} on the city budget and the tram line"
+        f"</a></li>" for n in range(8))
+    html = ("<html><body><article><h1>Reading list: the budget</h1>"
+            "<p>What to read before the council votes.</p>"
+            f"<ul>{items}</ul></article>"
+            "<footer><ul><li><a href='/'>Home</a></li><li><a href='/about'>About</a></li></ul>"
+            "</footer></body></html>")
+    text = extract_article(html).text
+    assert "Report 7 on the city budget" in text
+    assert "About" not in text
+
+
+def test_an_encyclopedia_pages_ld_headline_describing_it_is_not_the_title() -> None:
+    ld = {"@type": "Article", "headline": "Capital city of a European country",
+          "name": "Berlin"}
+    head = (f'<script type="application/ld+json">{json.dumps(ld)}</script>'
+            '<title>Berlin - Example Encyclopedia</title>'
+            '<meta property="og:title" content="Berlin">')
+    html = (f"<html><head>{head}</head><body><article><h1>Berlin</h1>{BODY}</article>"
+            "</body></html>")
+    assert extract_article(html).title == "Berlin"
