@@ -854,7 +854,8 @@ def test_a_live_blogs_timed_entries_are_kept() -> None:
 @pytest.mark.parametrize("teaser", [
     "<h3>Related articles</h3><ul><li><a href='/a'>Tram line opens</a></li>"
     "<li><a href='/b'>School repairs start</a></li></ul>",
-    "<h3>相關文章</h3><ul><li><a href='/a'>輕軌開通</a></li><li><a href='/b'>學校維修</a></li></ul>",
+    "<h3>相關文章</h3><ul><li><a href='/a'>輕軌開通</a></li>"
+    "<li><a href='/b'>學校維修</a></li></ul>",
 ])
 def test_a_teaser_heading_inside_the_article_removes_only_its_block(teaser: str) -> None:
     html = ("<html><body><article><h1>Budget talks</h1>"
@@ -866,8 +867,8 @@ def test_a_teaser_heading_inside_the_article_removes_only_its_block(teaser: str)
 
 
 def test_a_chinese_article_opening_with_a_teaser_heading_is_kept() -> None:
-    story = "".join(f"<p>{'市議會週二開會討論明年的預算，輕軌新線和學校維修也在議程上。' * 3}{n}</p>"
-                    for n in range(4))
+    sentence = "市議會週二開會討論明年的預算，輕軌新線和學校維修也在議程上。"
+    story = "".join(f"<p>{sentence * 3}{n}</p>" for n in range(4))
     html = ("<html><body><h1>預算會議</h1><div class='main'><div><h3>相關文章</h3>"
             "<a href='/a'>輕軌開通</a></div>" + story + "</div></body></html>")
     extraction = extract_article(html)
