@@ -70,6 +70,11 @@ _DESK_MARKERS = frozenset({
     "staff", "newsroom", "desk", "team", "agency", "agentur", "nachrichtenagentur", "agenturen",
     "agences", "agencias", "agenzie", "wire", "presseagentur",
 })
+# In scripts without case or spaces an organisation shows in its name's words for newspaper,
+# broadcaster, agency, online ("読売新聞オンライン", "中日新聞Web", "한국일보", "新华通讯社").
+_CJK_ORG_WORDS = re.compile(
+    "新聞|新闻|日報|日报|時報|时报|通信|通讯|電視|电视|テレビ|放送|オンライン|デジタル|ニュース"
+    "|編集部|编辑部|일보|신문|뉴스|방송|통신|편집부")
 # News agencies as their credit lines name them (folded, see `fold`). A byline that credits
 # only agencies marks a wire story: a name found further down the page is some teaser's byline.
 WIRE_AGENCIES = frozenset({
@@ -135,7 +140,7 @@ def is_credit(name: str, organisations: set[str]) -> bool:
     key = fold(name)
     if not key or key.isdigit():
         return False
-    if key in WIRE_AGENCIES or names_site(name, organisations):
+    if key in WIRE_AGENCIES or names_site(name, organisations) or _CJK_ORG_WORDS.search(name):
         return True
     words = _word_keys(name)
     # "BR24 Redaktion", "MND Staff"; or an agency named inside a credit ("Reuters Berlin").
@@ -239,8 +244,8 @@ def _is_person_name(name: str, organisations: set[str]) -> bool:  # noqa: PLR091
     # Word by word, hyphenated parts too: "MDR Thüringen", "MM-Redaktion", "Red" (Redaktion).
     if _word_keys(name) & (_ORG_MARKERS | organisations):
         return False
-    if key in WIRE_AGENCIES:
-        return False  # "Associated Press", "Anadolu Ajansı"
+    if key in WIRE_AGENCIES or _CJK_ORG_WORDS.search(name):
+        return False  # "Associated Press", "Anadolu Ajansı", "読売新聞オンライン"
     # A form label or a heading ("Name", "Username", "Jobs", "Hire") is no name.
     if len(words) == 1 and key in _LABEL_WORDS:
         return False

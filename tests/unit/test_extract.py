@@ -761,6 +761,7 @@ def test_author_families(raw: list[str], want: list[str]) -> None:
     (["Redaktion hessenschau.de"], ["Redaktion hessenschau.de"]),
     (["Daily Planet"], ["Daily Planet"]),  # the site itself
     (["Jane Doe", "Folgen", "Red", "Nachrichten"], []),  # a button, a label: no credit
+    (["読売新聞オンライン", "한국일보", "松岡大地"], ["読売新聞オンライン", "한국일보"]),
 ])
 def test_credits(raw: list[str], want: list[str]) -> None:
     assert clean_credits(raw, {"dailyplanet"}) == want
