@@ -323,12 +323,14 @@ def drop_link_lists(tree: HtmlElement) -> None:
     A list in an article's text says something in each item; a list of links points to other
     pages ("more on this", topic links, a rubric's latest stories), whatever its heading says.
     """
-    doomed = [ul for ul in tree.iter("ul", "ol") if _is_link_list(ul) and not _is_the_post(ul)]
+    sizes: dict[HtmlElement, int] = {}  # an article's characters, counted once for all its lists
+    doomed = [ul for ul in tree.iter("ul", "ol")
+              if _is_link_list(ul) and not _is_the_post(ul, sizes)]
     for element in doomed:
         _drop_keep_tail(element)
 
 
-def _is_the_post(element: HtmlElement) -> bool:
+def _is_the_post(element: HtmlElement, sizes: dict[HtmlElement, int]) -> bool:
     """Whether the list is the article itself: a post that is a list of links ("Reading list").
 
     It sits in the article (an <article> or <main> holding the headline) and holds most of its
@@ -338,8 +340,10 @@ def _is_the_post(element: HtmlElement) -> bool:
                       if a.find(".//h1") is not None), None)
     if container is None:
         return False
-    own = count_words(element.text_content())
-    return own >= count_words(container.text_content()) - own
+    if container not in sizes:
+        sizes[container] = len(container.text_content())
+    own = len(element.text_content())
+    return own >= sizes[container] - own
 
 
 def _is_link_list(element: HtmlElement) -> bool:
