@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress
 
 from services.cli import feeds, pipeline
+from services.cli import warc as warc_io
 from shared import store
 from shared.logging import setup_logging
 from shared.messages import ArticleSubmitted
@@ -135,6 +136,9 @@ def publish(
         help="An RSS/Atom feed: submit every article it lists.")] = None,
     sitemap: Annotated[list[str] | None, typer.Option(
         help="A sitemap or sitemap index: submit every page it lists.")] = None,
+    warc: Annotated[Path | None, typer.Option(
+        help="A WARC file: submit the HTML page of every response in it (not fetched again).")]
+        = None,
     wait: Annotated[bool, typer.Option(help="Wait until every article is indexed.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 120.0,
 ) -> None:
@@ -161,10 +165,14 @@ def publish(
             raise typer.Exit(1) from None
         known = {a.id for a in articles}
         articles += [a for a in listed if a.id not in known]
-    if not articles:
-        typer.echo("error: nothing to publish (give URLs, --file, --html, --feed or --sitemap)",
-                   err=True)
+    if warc is not None and not warc.is_file():
+        typer.echo(f"error: --warc: no file {warc}", err=True)
         raise typer.Exit(2)
+    if not articles and warc is None:
+        typer.echo("error: nothing to publish (give URLs, --file, --html, --feed, --sitemap or "
+                   "--warc)", err=True)
+        raise typer.Exit(2)
+    submitted = {a.id for a in articles}  # grows as a WARC file is read
 
     # A progress bar on a terminal, for more than a handful of articles.
     show = len(articles) > 5 and sys.stderr.isatty()
@@ -179,10 +187,12 @@ def publish(
                 bar.advance(task, len(articles[chunk:chunk + 1000]))
             for article in articles:
                 typer.echo(f"submitted {article.id} {article.url or '(html)'}")
+            if warc is not None:
+                await _publish_warc(client, warc, refresh, submitted, bar)
             if not wait:
                 return None
-            task = bar.add_task("indexed", total=len(articles))
-            return await pipeline.wait_for(client, {a.id for a in articles}, start, timeout,
+            task = bar.add_task("indexed", total=len(submitted))
+            return await pipeline.wait_for(client, submitted, start, timeout,
                                            progress=lambda *_: bar.advance(task))
 
     outcome = _with_redis(go)
@@ -194,9 +204,44 @@ def publish(
         typer.echo(f"dead {article_id}: {reason}", err=True)
     for article_id in sorted(outcome.missing):
         typer.echo(f"timeout {article_id}: not indexed after {timeout:.0f} s", err=True)
-    typer.echo(f"indexed {len(outcome.indexed)}/{len(articles)}")
+    typer.echo(f"indexed {len(outcome.indexed)}/{len(submitted)}")
     if outcome.dead or outcome.missing or bad:
         raise typer.Exit(1)
+
+
+async def _publish_warc(client: aioredis.Redis, path: Path, refresh: bool, submitted: set[str],
+                        bar: Progress) -> None:
+    """Submit the HTML pages of a WARC file as it is read, in chunks (one page in memory at a
+    time while reading); say what was passed over and why."""
+    tally = warc_io.WarcTally()
+    task = bar.add_task("publishing the WARC file's pages", total=None)
+    chunk: list[ArticleSubmitted] = []
+
+    async def flush() -> None:
+        await pipeline.publish(client, chunk)
+        for article in chunk:
+            typer.echo(f"submitted {article.id} {article.url}")
+        submitted.update(a.id for a in chunk)
+        bar.advance(task, len(chunk))
+        chunk.clear()
+
+    try:
+        for article in warc_io.warc_articles(path, tally, refresh, Settings().max_page_bytes):
+            chunk.append(article)
+            if len(chunk) >= _WARC_CHUNK:
+                await flush()
+    except warc_io.WarcError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        if chunk:
+            await flush()
+    skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(tally.skipped.items()))
+    typer.echo(f"warc: {tally.pages} pages submitted" + (f"; passed over: {skipped}"
+                                                          if skipped else ""), err=True)
+
+
+_WARC_CHUNK = 500
 
 
 @app.command()
