@@ -38,6 +38,9 @@ FEED_STATE_PREFIX = PREFIX + "feed:state:"
 """+ feed URL: hash of its last poll (etag, last_modified, polled_at, status, entries, error)."""
 FEED_SEEN_PREFIX = PREFIX + "feed:seen:"
 """+ feed URL: sorted set of the entry URLs seen in it (score: when last seen, Unix seconds)."""
+REPARSE_CURSOR_PREFIX = PREFIX + "reparse:cursor:"
+"""+ selection ("all", "since:2026-01-01", "ids:<hash>"): id of the last kept page `newsflow
+reparse` published for it, so that a run cut short resumes there; deleted when a run ends."""
 
 
 def host_slots(host: str) -> str:
@@ -62,3 +65,7 @@ def feed_state(url: str) -> str:
 
 def feed_seen(url: str) -> str:
     return FEED_SEEN_PREFIX + url
+
+
+def reparse_cursor(selection: str) -> str:
+    return REPARSE_CURSOR_PREFIX + selection

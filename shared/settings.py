@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     parse_workers: int = 1
     """Processes that run extraction, so the event loop keeps consuming and acking."""
     parse_timeout_s: float = 30.0
+    keep_pages_days: int = Field(30, ge=0)
+    """Days the parser keeps each fetched page (compressed, in PostgreSQL) so that `newsflow
+    reparse` can run it through the pipeline again without fetching; 0 keeps none."""
 
     # Every stage serves /health and /metrics (Prometheus) on this port; 0 picks a free one.
     metrics_port: int = 9000

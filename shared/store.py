@@ -84,6 +84,16 @@ CREATE INDEX IF NOT EXISTS articles_duplicate_of ON articles (duplicate_of)
 ALTER TABLE articles ADD COLUMN IF NOT EXISTS credits text[] NOT NULL DEFAULT '{}';
 ALTER TABLE articles ADD COLUMN IF NOT EXISTS credit_keys text[] NOT NULL DEFAULT '{}';
 CREATE INDEX IF NOT EXISTS articles_credit_keys ON articles USING gin (credit_keys);
+CREATE TABLE IF NOT EXISTS pages (
+    id           text PRIMARY KEY,
+    url          text,
+    final_url    text,
+    status       integer NOT NULL DEFAULT 200,
+    content_type text NOT NULL DEFAULT 'text/html',
+    fetched_at   timestamptz NOT NULL,
+    html         bytea NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pages_fetched_at ON pages (fetched_at);
 """
 
 # Wire agencies under the names their credit lines use: each also answers to its short name, so

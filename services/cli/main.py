@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress
 
 from services.cli import feeds, pipeline
+from services.cli import reparse as reparse_io
 from services.cli import warc as warc_io
 from shared import store
 from shared.logging import setup_logging
@@ -242,6 +243,51 @@ async def _publish_warc(client: aioredis.Redis, path: Path, refresh: bool, submi
 
 
 _WARC_CHUNK = 500
+
+
+@app.command()
+def reparse(
+    ids: Annotated[list[str] | None, typer.Argument(help="Article ids.")] = None,
+    since: Annotated[datetime | None, typer.Option(
+        formats=["%Y-%m-%d"], help="The pages fetched on or after this day (UTC).")] = None,
+    all_pages: Annotated[bool, typer.Option("--all", help="Every kept page.")] = False,
+    restart: Annotated[bool, typer.Option(
+        help="Start again from the first page, not where an earlier run stopped.")] = False,
+) -> None:
+    """Run kept pages through parser → enricher → indexer again, without fetching (pages are
+    kept NEWSFLOW_KEEP_PAGES_DAYS). A run cut short resumes where it stopped."""
+    from shared.pages import Selection, count_kept
+
+    if sum((bool(ids), since is not None, all_pages)) != 1:
+        typer.echo("error: give article ids, --since DATE or --all (one of them)", err=True)
+        raise typer.Exit(2)
+    selection = Selection(ids=tuple(ids or ()), since=since.date() if since else None)
+    settings = Settings()
+
+    async def go(pool: Any) -> int:
+        client = _redis(settings)
+        try:
+            after = "" if restart else await reparse_io.resume_point(client, selection)
+            total = await count_kept(pool, selection, after)
+            if after:
+                typer.echo(f"resuming after {after}", err=True)
+            with Progress(*Progress.get_default_columns(), MofNCompleteColumn(),
+                          console=Console(stderr=True), disable=not sys.stderr.isatty(),
+                          transient=True) as bar:
+                task = bar.add_task("reparsing", total=total)
+                return await reparse_io.reparse(
+                    client, pool, selection, restart,
+                    progress=lambda batch: bar.advance(task, len(batch)))
+        finally:
+            await client.aclose()
+
+    try:
+        published = _with_store(go)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        typer.echo(f"error: cannot reach Redis at {settings.redis_url} (REDIS_URL): {exc}",
+                   err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"reparse: {published} pages sent to the parser again")
 
 
 @app.command()

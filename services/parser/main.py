@@ -5,6 +5,7 @@ import logging
 
 from faststream.asgi import AsgiFastStream
 
+from services.parser.archive import PageArchive
 from services.parser.extract import extract_article
 from services.parser.workers import WorkerPool
 from shared.broker import Stage
@@ -22,10 +23,15 @@ def create_app(settings: Settings) -> AsgiFastStream:
     # which keeps reading, acknowledging and publishing meanwhile.
     pool = WorkerPool(settings.parse_workers)
     stage.app.after_shutdown(pool.close)
+    archive = PageArchive(settings)
+    stage.app.on_startup(archive.open)
+    stage.app.after_shutdown(archive.close)
 
     @stage.handle(FETCHED, to=PARSED, concurrency=settings.parse_workers)
     async def on_article_fetched(event: ArticleFetched) -> ArticleParsed:
         url = event.final_url or event.url
+        # Kept before parsing: a page the parser cannot read today may parse after a fix.
+        await archive.keep(event)
         try:
             extraction = await pool.run(settings.parse_timeout_s, extract_article, event.html, url)
         except TimeoutError as late:
