@@ -4,6 +4,11 @@
 
 DATA_DIR defaults to ../shared/eval-data/fundus relative to the repo root. Each extractor runs
 once over every page untimed (warm-up: trafilatura's LRU caches, lazy imports), then timed.
+
+Authors are scored three ways (exact set match, case aside): `authors` against the reference as it
+stands; `authors_people` on the pages whose reference names people only; `authors_credits`, our
+authors and credits together against the reference (which mixes people, agencies and sites).
+`no_author_none`: the share of pages whose reference names no author where we name no person.
 """
 
 from __future__ import annotations
