@@ -15,7 +15,7 @@ from .text import clean, fold, unique
 # An author entry, even a list of thirty names, is shorter than this.
 MAX_BYLINE_CHARS = 1000
 # A credit ("Deutsche Presse-Agentur", "Redaktion hessenschau.de") is a name, not a sentence.
-_MAX_CREDIT_CHARS = 60
+MAX_CREDIT_CHARS = 60
 _MAX_CREDIT_WORDS = 5
 
 # Credit prefixes in bylines, in the languages of the pages we see most; a person's name never
@@ -135,7 +135,7 @@ def clean_credits(raw: Iterable[str], organisations: set[str] | None = None) -> 
 
 def is_credit(name: str, organisations: set[str]) -> bool:
     """Whether `name` is an organisation credited with the story (not a person, not noise)."""
-    if not name or len(name) > _MAX_CREDIT_CHARS or len(name.split()) > _MAX_CREDIT_WORDS:
+    if not name or len(name) > MAX_CREDIT_CHARS or len(name.split()) > _MAX_CREDIT_WORDS:
         return False
     key = fold(name)
     if not key or key.isdigit():

@@ -35,6 +35,7 @@ from .boilerplate import (
 )
 from .bylines import (
     BYLINE_PREFIX,
+    MAX_CREDIT_CHARS,
     WIRE_AGENCIES,
     clean_authors,
     clean_credits,
@@ -142,8 +143,6 @@ _LABEL_START = re.compile(
     r"authors?|auteurs?|autore|autori|forfatter|texte?|alles?|mehr|more|all|articles|stories|"
     r"posts|tous|автор|авторы|від|от|του|της|بقلم|作者|文|撰文)(?:\b|(?=[:：]))",
     re.IGNORECASE)
-# A credit the JSON-LD types as an organisation is a name, not a sentence.
-_MAX_CREDIT_CHARS = 60
 _MAX_SIGNATURE_WORDS = 12
 # The note on the author: among the last paragraphs, short, the name in its first characters.
 _AUTHOR_NOTE_ZONE = 3
@@ -732,7 +731,7 @@ class _PageMeta:
 
     def _ld_organisations(self) -> list[str]:
         return [_clean(name) for name, person in self._ld_authors()
-                if not person and len(_clean(name)) <= _MAX_CREDIT_CHARS]
+                if not person and len(_clean(name)) <= MAX_CREDIT_CHARS]
 
     def _dates(self, ld_key: str, meta_keys: Iterable[str]) -> Iterator[str]:
         value = self._ld(ld_key)
