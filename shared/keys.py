@@ -52,6 +52,9 @@ FEED_SEEN_PREFIX = PREFIX + "feed:seen:"
 FEED_FAILING_PREFIX = PREFIX + "feed:failing:"
 """+ feed URL: hash of the files of it that failed (the feed itself, sitemaps of its index) →
 JSON {attempts, retry_at, error}: each is retried with backoff (shared/sources/registry.py)."""
+REPARSE_CURSOR_PREFIX = PREFIX + "reparse:cursor:"
+"""+ selection ("all", "since:2026-01-01", "ids:<hash>"): id of the last kept page `newsflow
+reparse` published for it, so that a run cut short resumes there; deleted when a run ends."""
 
 
 def host_slots(host: str) -> str:
@@ -97,3 +100,7 @@ expiring a few seconds after the replica stops renewing it (shared/replicas.py).
 
 def replica(consumer: str) -> str:
     return REPLICA_PREFIX + consumer
+
+
+def reparse_cursor(selection: str) -> str:
+    return REPARSE_CURSOR_PREFIX + selection

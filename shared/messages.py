@@ -300,6 +300,9 @@ class ArticleContent(Event):
     tags: list[str] = Field(default_factory=list)
     words: int = 0  # as word processors count them: in Chinese and Japanese, each character
     paywalled: bool = False
+    # Organisations credited with the story: wire agencies ("dpa", "Reuters"), or the publisher
+    # or its desk when the page names no person. `authors` holds people only.
+    credits: list[str] = Field(default_factory=list)
 
     @field_validator("final_url", "canonical_url", "image")
     @classmethod

@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     is retried once, then dead-lettered as permanent."""
     parse_max_elements: int = 200_000
     """Pages with more elements are refused before parsing (their tree would take gigabytes)."""
+    keep_pages_days: int = Field(30, ge=0)
+    """Days the parser keeps each fetched page (compressed, in PostgreSQL) so that `newsflow
+    reparse` can run it through the pipeline again without fetching; 0 keeps none. About 60 MB
+    per 1,000 articles (measured on the dev set's pages, 321 KB of HTML each)."""
 
     # Every stage serves /health and /metrics (Prometheus) on this port; 0 picks a free one.
     metrics_port: int = 9000

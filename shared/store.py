@@ -85,14 +85,41 @@ ALTER TABLE articles ADD COLUMN IF NOT EXISTS entity_keys text[] NOT NULL DEFAUL
 CREATE INDEX IF NOT EXISTS articles_entity_keys ON articles USING gin (entity_keys);
 CREATE INDEX IF NOT EXISTS articles_duplicate_of ON articles (duplicate_of)
     WHERE duplicate_of IS NOT NULL;
+ALTER TABLE articles ADD COLUMN IF NOT EXISTS credits text[] NOT NULL DEFAULT '{}';
+ALTER TABLE articles ADD COLUMN IF NOT EXISTS credit_keys text[] NOT NULL DEFAULT '{}';
+CREATE INDEX IF NOT EXISTS articles_credit_keys ON articles USING gin (credit_keys);
+CREATE TABLE IF NOT EXISTS pages (
+    id           text PRIMARY KEY,
+    url          text,
+    final_url    text,
+    status       integer NOT NULL DEFAULT 200,
+    content_type text NOT NULL DEFAULT 'text/html',
+    fetched_at   timestamptz NOT NULL,
+    html         bytea NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pages_fetched_at ON pages (fetched_at);
 """
+
+# Wire agencies under the names their credit lines use: each also answers to its short name, so
+# `credit=dpa` finds "Deutsche Presse-Agentur" too. Keys are lower-case, spaces collapsed.
+CREDIT_ALIASES: dict[str, str] = {
+    "deutsche presse-agentur": "dpa", "deutsche presse agentur": "dpa",
+    "agence france-presse": "afp", "agence france presse": "afp",
+    "associated press": "ap", "the associated press": "ap",
+    "reuters news": "reuters", "thomson reuters": "reuters",
+    "agenzia nazionale stampa associata": "ansa", "agencia efe": "efe",
+    "polska agencja prasowa": "pap", "austria presse agentur": "apa",
+    "schweizerische depeschenagentur": "sda", "keystone-sda": "sda",
+    "katholische nachrichten-agentur": "kna", "evangelischer pressedienst": "epd",
+    "sport-informations-dienst": "sid", "anadolu agency": "aa", "anadolu ajansı": "aa",
+}
 
 _COLUMNS = (
     "id", "url", "final_url", "canonical_url", "title", "description", "text", "authors", "tags",
     "site_name", "source", "image", "published", "modified", "language", "language_confidence",
     "ts_config", "words", "entities", "entity_names", "countries", "keywords", "summary",
     "duplicate_of", "paywalled", "trace", "content_hash",
-    "persons", "organizations", "places", "entity_keys",
+    "persons", "organizations", "places", "entity_keys", "credits", "credit_keys",
 )
 
 _UPSERT = f"""
@@ -181,7 +208,7 @@ def _row(article: ArticleEnriched) -> tuple[Any, ...]:
         sorted({e.name.lower() for e in article.entities}), article.countries, article.keywords,
         article.summary, article.duplicate_of, article.paywalled,
         json.dumps({k: v.isoformat() for k, v in article.trace.items()}), content_hash,
-        *_entity_columns(entities),
+        *_entity_columns(entities), article.credits, credit_keys(article.credits),
     )
 
 
@@ -256,6 +283,18 @@ async def _fit_tsvector(
     raise ValueError(f"the text of {article.id} does not fit a tsvector however cut")
 
 
+def credit_key(credit: str) -> str:
+    """What a credit is filtered by: lower case, spaces collapsed, an agency by its short name."""
+    key = " ".join(credit.lower().split())
+    return CREDIT_ALIASES.get(key, key)
+
+
+def credit_keys(credits: list[str]) -> list[str]:
+    """The filter keys of an article's credits: each as written and, for an agency, its short
+    name ("Deutsche Presse-Agentur" → "deutsche presse-agentur", "dpa")."""
+    return sorted({k for c in credits for k in (" ".join(c.lower().split()), credit_key(c))})
+
+
 async def upsert_articles(pool: asyncpg.Pool, articles: list[ArticleEnriched]) -> None:
     """Insert or update by id, in one transaction; unchanged content is not rewritten. A title,
     description or text too large for the store is cut, with a logged reason."""
@@ -305,6 +344,9 @@ class SearchFilters(BaseModel):
     person: Name = Field(None, description="A person named in the article.")
     organization: Name = Field(None, description="An organisation named in the article.")
     place: Name = Field(None, description="A place named in the article.")
+    credit: Name = Field(None, description=(
+        "An organisation credited with the story: a wire agency (dpa, AFP, Reuters, AP…; short "
+        "or full name) or the publisher's desk."))
     country: Country = Field(None, description="ISO 3166 alpha-2 code, e.g. IR.")
     since: date | None = Field(None, ge=MIN_DAY, le=MAX_DAY,
                                description="Published on or after this day (UTC).")
@@ -366,6 +408,7 @@ class Facets(BaseModel):
     persons: list[FacetValue] = Field(default_factory=list)
     organizations: list[FacetValue] = Field(default_factory=list)
     places: list[FacetValue] = Field(default_factory=list)
+    credits: list[FacetValue] = Field(default_factory=list)
     days: list[FacetValue] = Field(default_factory=list)
 
 
@@ -455,6 +498,8 @@ def _where(f: SearchFilters, arg: _Args) -> str:
                        ("place", f.place)):
         if name:
             where.append(f"a.entity_keys @> ARRAY[{arg(f'{kind}:{name.lower()}')}]::text[]")
+    if f.credit:
+        where.append(f"a.credit_keys @> ARRAY[{arg(credit_key(f.credit))}]::text[]")
     if f.country:
         where.append(f"a.countries @> ARRAY[{arg(f.country.upper())}]::text[]")
     if f.since:
@@ -533,7 +578,7 @@ def _search_sql(query: SearchQuery, arg: _Args) -> str:
 _FACET_SQL = """
     WITH m AS MATERIALIZED (
         SELECT a.language, a.source, a.countries, a.persons, a.organizations, a.places,
-               a.published
+               a.published, a.credits
         FROM articles a WHERE {clause}
     )
     (SELECT 'languages', language, count(*) FROM m GROUP BY 2 ORDER BY 3 DESC, 2 LIMIT {top})
@@ -553,6 +598,9 @@ _FACET_SQL = """
     (SELECT 'places', v, count(*) FROM m, unnest(m.places) v
      GROUP BY 2 ORDER BY 3 DESC, 2 LIMIT {top})
     UNION ALL
+    (SELECT 'credits', min(v), count(*) FROM m, unnest(m.credits) v
+     GROUP BY lower(v) ORDER BY 3 DESC, 2 LIMIT {top})
+    UNION ALL
     (SELECT 'days', to_char(published AT TIME ZONE 'UTC', 'YYYY-MM-DD'), count(*) FROM m
      WHERE published IS NOT NULL GROUP BY 2 ORDER BY 2 LIMIT 3660)
 """
@@ -560,7 +608,7 @@ _FACET_SQL = """
 
 async def facets(pool: asyncpg.Pool, query: SearchFilters, top: int = 10) -> Facets:
     """How the articles matching a search spread over languages, sources, countries, people,
-    organisations, places and days."""
+    organisations, places, credits and days."""
     arg = _Args()
     clause = _where(query, arg)
     sql = _FACET_SQL.format(clause=clause, top=arg(top))
@@ -602,7 +650,7 @@ async def search(pool: asyncpg.Pool, query: SearchQuery) -> SearchResults:
 
 def _article(row: asyncpg.Record) -> dict[str, Any]:
     article = {k: v for k, v in dict(row).items()
-               if k not in ("document", "ts_config", "entity_keys")}
+               if k not in ("document", "ts_config", "entity_keys", "credit_keys")}
     for key in ("entities", "trace"):
         article[key] = json.loads(article[key])
     article["reading_minutes"] = reading_minutes(article["words"])

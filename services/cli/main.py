@@ -22,8 +22,11 @@ if TYPE_CHECKING:
     import redis
     import redis.asyncio as aioredis
     import uvicorn
+    from rich.progress import Progress
 
     from services.cli import feeds, pipeline
+    from services.cli import reparse as reparse_io
+    from services.cli import warc as warc_io
     from shared import store
     from shared.messages import ArticleSubmitted
     from shared.settings import Settings
@@ -36,6 +39,8 @@ else:
     uvicorn = lazy_module("uvicorn")
     feeds = lazy_module("services.cli.feeds")
     pipeline = lazy_module("services.cli.pipeline")
+    reparse_io = lazy_module("services.cli.reparse")
+    warc_io = lazy_module("services.cli.warc")
     store = lazy_module("shared.store")
 
 app = typer.Typer(help="newsflow: fetch, parse, enrich and index news articles.",
@@ -253,6 +258,9 @@ def publish(
     since: Annotated[str | None, typer.Option(
         help="With --feed/--sitemap/--site: only entries changed since a date (2025-01-31) "
              "or within an age (2d).")] = None,
+    warc: Annotated[Path | None, typer.Option(
+        help="A WARC file: submit the HTML page of every response in it (not fetched again).")]
+        = None,
     wait: Annotated[bool, typer.Option(help="Wait until every article is indexed.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 120.0,
 ) -> None:
@@ -281,10 +289,14 @@ def publish(
     sources = [*(feed or []), *(sitemap or [])]
     sources_failed = bool(sources or site) and _add_from_sources(
         articles, sources, site or [], since, refresh)
-    if not articles:
-        typer.echo("error: nothing to publish (give URLs, --file, --html, --feed, --sitemap or "
-                   "--site)", err=True)
+    if warc is not None and not warc.is_file():
+        typer.echo(f"error: --warc: no file {warc}", err=True)
         raise typer.Exit(2)
+    if not articles and warc is None:
+        typer.echo("error: nothing to publish (give URLs, --file, --html, --feed, --sitemap, "
+                   "--site or --warc)", err=True)
+        raise typer.Exit(2)
+    submitted = {a.id for a in articles}  # grows as a WARC file is read
 
     # A progress bar on a terminal, for more than a handful of articles.
     show = len(articles) > 5 and sys.stderr.isatty()
@@ -299,10 +311,12 @@ def publish(
                 bar.advance(task, len(articles[chunk:chunk + 1000]))
             for article in articles:
                 typer.echo(f"submitted {article.id} {article.url or '(html)'}")
+            if warc is not None:
+                await _publish_warc(client, warc, refresh, submitted, bar)
             if not wait:
                 return None
-            task = bar.add_task("indexed", total=len(articles))
-            return await pipeline.wait_for(client, {a.id for a in articles}, start, timeout,
+            task = bar.add_task("indexed", total=len(submitted))
+            return await pipeline.wait_for(client, submitted, start, timeout,
                                            progress=lambda *_: bar.advance(task))
 
     outcome = _with_redis(go)
@@ -316,9 +330,95 @@ def publish(
         typer.echo(f"dead {article_id}: {reason}", err=True)
     for article_id in sorted(outcome.missing):
         typer.echo(f"timeout {article_id}: not indexed after {timeout:.0f} s", err=True)
-    typer.echo(f"indexed {len(outcome.indexed)}/{len(articles)}")
+    typer.echo(f"indexed {len(outcome.indexed)}/{len(submitted)}")
     if outcome.dead or outcome.missing or bad or sources_failed:
         raise typer.Exit(1)
+
+
+async def _publish_warc(client: aioredis.Redis, path: Path, refresh: bool, submitted: set[str],
+                        bar: Progress) -> None:
+    """Submit the HTML pages of a WARC file as it is read, in chunks (one page in memory at a
+    time while reading); say what was passed over and why."""
+    from shared.settings import Settings
+
+    tally = warc_io.WarcTally()
+    task = bar.add_task("publishing the WARC file's pages", total=None)
+    chunk: list[ArticleSubmitted] = []
+
+    async def flush() -> None:
+        await pipeline.publish(client, chunk)
+        for article in chunk:
+            typer.echo(f"submitted {article.id} {article.url}")
+        submitted.update(a.id for a in chunk)
+        bar.advance(task, len(chunk))
+        chunk.clear()
+
+    try:
+        for article in warc_io.warc_articles(path, tally, refresh, Settings().max_page_bytes):
+            chunk.append(article)
+            if len(chunk) >= _WARC_CHUNK:
+                await flush()
+    except warc_io.WarcError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        if chunk:
+            await flush()
+    skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(tally.skipped.items()))
+    typer.echo(f"warc: {tally.pages} pages submitted" + (f"; passed over: {skipped}"
+                                                          if skipped else ""), err=True)
+
+
+_WARC_CHUNK = 500
+
+
+@app.command()
+def reparse(
+    ids: Annotated[list[str] | None, typer.Argument(help="Article ids.")] = None,
+    since: Annotated[datetime | None, typer.Option(
+        formats=["%Y-%m-%d"], help="The pages fetched on or after this day (UTC).")] = None,
+    all_pages: Annotated[bool, typer.Option("--all", help="Every kept page.")] = False,
+    restart: Annotated[bool, typer.Option(
+        help="Start again from the first page, not where an earlier run stopped.")] = False,
+) -> None:
+    """Run kept pages through parser → enricher → indexer again, without fetching (pages are
+    kept NEWSFLOW_KEEP_PAGES_DAYS). A run cut short resumes where it stopped."""
+    from rich.console import Console
+    from rich.progress import MofNCompleteColumn, Progress
+
+    from shared.pages import Selection, count_kept
+    from shared.settings import Settings
+
+    if sum((bool(ids), since is not None, all_pages)) != 1:
+        typer.echo("error: give article ids, --since DATE or --all (one of them)", err=True)
+        raise typer.Exit(2)
+    selection = Selection(ids=tuple(ids or ()), since=since.date() if since else None)
+    settings = Settings()
+
+    async def go(pool: Any) -> int:
+        client = _redis(settings)
+        try:
+            after = "" if restart else await reparse_io.resume_point(client, selection)
+            total = await count_kept(pool, selection, after)
+            if after:
+                typer.echo(f"resuming after {after}", err=True)
+            with Progress(*Progress.get_default_columns(), MofNCompleteColumn(),
+                          console=Console(stderr=True), disable=not sys.stderr.isatty(),
+                          transient=True) as bar:
+                task = bar.add_task("reparsing", total=total)
+                return await reparse_io.reparse(
+                    client, pool, selection, restart,
+                    progress=lambda batch: bar.advance(task, len(batch)))
+        finally:
+            await client.aclose()
+
+    try:
+        published = _with_store(go)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        typer.echo(f"error: cannot reach Redis at {settings.redis_url} (REDIS_URL): {exc}",
+                   err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"reparse: {published} pages sent to the parser again")
 
 
 @app.command()
@@ -330,6 +430,8 @@ def search(
     person: Annotated[str | None, typer.Option(help="A person named in the article.")] = None,
     organization: Annotated[str | None, typer.Option(help="An organisation named.")] = None,
     place: Annotated[str | None, typer.Option(help="A place named in the article.")] = None,
+    credit: Annotated[str | None, typer.Option(
+        help="An organisation credited with the story, e.g. dpa, Reuters.")] = None,
     country: Annotated[str | None, typer.Option(help="ISO 3166 code, e.g. IR.")] = None,
     since: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])] = None,
     until: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])] = None,
@@ -353,6 +455,7 @@ def search(
         q = store.SearchQuery.model_validate({
             "q": query, "language": language, "source": source, "entity": entity,
             "person": person, "organization": organization, "place": place, "country": country,
+            "credit": credit,
             "since": since.date() if since else None, "until": until.date() if until else None,
             "has_duplicates": has_duplicates, "sort": sort, "recency": recency,
             "collapse": collapse, "facets": facets, "limit": limit, "offset": offset,
@@ -406,8 +509,10 @@ def get(
 
 
 def article_header(article: dict[str, Any]) -> str:
-    """The lines above an article's text: title, site and authors, URL, date language countries."""
-    credits = " · ".join(c for c in (article.get("site_name"), ", ".join(article["authors"])) if c)
+    """The lines above an article's text: title, site, authors and credits, URL, date language
+    countries."""
+    byline = ", ".join([*article["authors"], *article.get("credits", [])])
+    credits = " · ".join(c for c in (article.get("site_name"), byline) if c)
     facts = (f"{article['published'] or '-'}  {article['language'] or '-'}  "
              f"{', '.join(article['countries']) or '-'}")
     lines = (article["title"], credits, article["url"], facts)

@@ -119,6 +119,9 @@ _MIN_HEADLINE_CHARS = 12
 _EMBED_CLASSES = frozenset({"twitter-tweet", "instagram-media", "tiktok-embed", "bluesky-embed"})
 # A paragraph this long is text, never a teaser's blurb.
 _PROSE_WORDS = 30
+# After a teaser heading and its list, a paragraph this long that is not a link is the article's
+# text again.
+_PROSE_PARAGRAPH_WORDS = 15
 _HEADINGS = ("h2", "h3", "h4", "h5", "h6")
 # Containers a block may never grow into: the page or the article itself.
 _STOP_TAGS = frozenset({"body", "html", "main", "article"})
@@ -320,9 +323,27 @@ def drop_link_lists(tree: HtmlElement) -> None:
     A list in an article's text says something in each item; a list of links points to other
     pages ("more on this", topic links, a rubric's latest stories), whatever its heading says.
     """
-    doomed = [ul for ul in tree.iter("ul", "ol") if _is_link_list(ul)]
+    sizes: dict[HtmlElement, int] = {}  # an article's characters, counted once for all its lists
+    doomed = [ul for ul in tree.iter("ul", "ol")
+              if _is_link_list(ul) and not _is_the_post(ul, sizes)]
     for element in doomed:
         _drop_keep_tail(element)
+
+
+def _is_the_post(element: HtmlElement, sizes: dict[HtmlElement, int]) -> bool:
+    """Whether the list is the article itself: a post that is a list of links ("Reading list").
+
+    It sits in the article (an <article> or <main> holding the headline) and holds most of its
+    text; teaser lists inside an article are a small part of it.
+    """
+    container = next((a for a in element.iterancestors("article", "main")
+                      if a.find(".//h1") is not None), None)
+    if container is None:
+        return False
+    if container not in sizes:
+        sizes[container] = len(container.text_content())
+    own = len(element.text_content())
+    return own >= sizes[container] - own
 
 
 def _is_link_list(element: HtmlElement) -> bool:
@@ -359,8 +380,19 @@ def _block_of(heading: HtmlElement) -> list[HtmlElement]:
         if tag in _HEADINGS and int(tag[1]) <= level and not is_teaser_heading(
                 sibling.text_content()):
             break
+        if len(out) > 1 and _is_prose_paragraph(sibling):
+            break  # the article's text resumes after the teasers: it is not theirs
         out.append(sibling)
     return out
+
+
+def _is_prose_paragraph(element: HtmlElement) -> bool:
+    """Whether `element` is a paragraph of text: a <p> of some length, mostly not a link."""
+    if element.tag != "p":
+        return False
+    text = element.text_content()
+    links = sum(len(a.text_content()) for a in element.iter("a"))
+    return count_words(text) >= _PROSE_PARAGRAPH_WORDS and links < _LINK_SHARE * len(text)
 
 
 def _holds_prose(parent: HtmlElement, block: HtmlElement) -> bool:
@@ -369,7 +401,9 @@ def _holds_prose(parent: HtmlElement, block: HtmlElement) -> bool:
     Layouts put a sidebar's "Most read" before the article in the page's order, so the article's
     container also starts with the label.
     """
-    return any(len(p.text_content().split()) >= _PROSE_WORDS
+    # Counted as word processors count (each Han or kana character a word): a Chinese paragraph
+    # has no spaces, and its article container was taken for the teaser block.
+    return any(count_words(p.text_content()) >= _PROSE_WORDS
                for child in parent if child is not block for p in child.iter("p"))
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import html as html_lib
+import dataclasses
 import json
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ from trafilatura.utils import DOCTYPE_TAG, HTML_PARSER, load_html
 from shared.errors import PermanentError
 
 from .boilerplate import (
-    EMAIL,
     clean_paragraphs,
     count_words,
     cut_at_paywall,
@@ -35,7 +33,20 @@ from .boilerplate import (
     drop_other_articles,
     drop_social_embeds,
 )
+from .bylines import (
+    BYLINE_PREFIX,
+    MAX_CREDIT_CHARS,
+    WIRE_AGENCIES,
+    clean_authors,
+    clean_credits,
+    credits_agencies_only,
+    names_site,
+)
 from .embedded import embedded_article_html
+from .text import INVISIBLE_CHARS as _INVISIBLE_CHARS
+from .text import clean as _clean
+from .text import fold as _fold
+from .text import unique as _unique
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,7 @@ class Extraction:
     tags: list[str]
     words: int
     paywalled: bool
+    credits: list[str] = dataclasses.field(default_factory=list)
 
 
 # schema.org types whose node describes the article itself (not the page, site or a breadcrumb).
@@ -99,36 +111,23 @@ _MIN_STANDFIRST_GRAMS = 5
 _STANDFIRST_DISTANCE = 2000
 _STANDFIRST_ZONE = 0.5
 _INVISIBLE = frozenset({"script", "style", "noscript", "template"})
-# Hyphenation and layout hints inside words (soft hyphen, zero-width space, word joiner, BOM): shown
-# as nothing, but they split "Brenn\xadpunkt" in two for search.
-_INVISIBLE_CHARS = re.compile("[\u00ad\u200b\u2060\ufeff]")
 # Control characters XML forbids (all but tab, line feed and carriage return).
 _FORBIDDEN_BYTES = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20)])
 # A byline or timestamp line is short; a timestamp has at most a few words beside its numbers
 # ("Stand: 22.04.2024, 06:00 Uhr", "17:41 JST, October 13, 2024").
 _MAX_BYLINE_WORDS = 8
-# An author entry, even a list of thirty names, is shorter than this.
-_MAX_BYLINE_CHARS = 1000
 _MAX_TIMESTAMP_LABELS = 4
 _MAX_TIMESTAMP_CHARS = 80
 _DATE_OR_TIME = re.compile(r"(?<!\d)(?:(?:19|20)\d\d|\d{1,2}[:.]\d\d)(?!\d)")
 _TITLE_SEPARATORS = re.compile(r"\s+[|–—\-:·•»/ㅣ]{1,2}\s+|\s*[|｜：ㅣ]\s*")
 _DATE_ONLY = re.compile(r"^\s*[\d./\-\s]{6,}\s*$")
 _WORD = re.compile(r"\w+")
+_HIRAGANA = re.compile("[\u3041-\u309f]")
+_YEAR = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)")
+# The article before another story begins is of some length; that story opens with a heading.
+_MIN_STORY_WORDS = 50
+_MAX_HEADING_WORDS = 15
 
-# Credit prefixes in bylines, in the languages of the pages we see most; a person's name never
-# starts with them.
-_BYLINE_PREFIX = re.compile(
-    r"^\s*(?:(?:written\s+by|reported\s+by|posted\s+by|von|by|par|por|di|door|av|af|przez|"
-    r"from)\s*:?|autor(?:in)?(?:\s*/\s*autor(?:in)?)?\s*:?|text\s*:|authors?\s*:)\s+",
-    re.IGNORECASE,
-)
-# "Capital Von Jemima Kelly": a label glued before the credit, as page text runs together.
-_INNER_BYLINE = re.compile(r"^.+?\s(?:By|Von|Par|Por|Door)\s+(?=\S+\s\S)")
-_NAME_PARTICLES = frozenset({
-    "von", "van", "der", "den", "de", "del", "della", "di", "da", "dos", "das", "du", "la", "le",
-    "bin", "ibn", "al", "el", "ter", "ten", "zu", "af", "y", "e",
-})
 # Path segments of contributors' profile pages ("/autoren/name/max-kolter"): a link there names one.
 _PROFILE_SEGMENTS = frozenset({
     "author", "authors", "autor", "autoren", "autorin", "auteur", "auteurs", "autore", "autori",
@@ -138,40 +137,17 @@ _PROFILE_SEGMENTS = frozenset({
 # Elements a shown credit sits in, and its length.
 _BYLINE_TAGS = frozenset({"p", "li", "span", "div", "dd", "address", "strong", "b", "em"})
 _MAX_SHOWN_BYLINE_WORDS = 10
-# The first word of `_BYLINE_PREFIX`'s labels: a cheap test before an element's text is built.
+# The first word of `BYLINE_PREFIX`'s labels: a cheap test before an element's text is built.
 _LABEL_START = re.compile(
-    r"(?:written|reported|posted|von|by|par|por|di|door|av|af|przez|from|autor(?:in)?|authors?|text)\b",
+    r"(?:written|reported|posted|von|by|par|por|di|door|av|af|przez|from|från|autor(?:in|es|en|a)?|"
+    r"authors?|auteurs?|autore|autori|forfatter|texte?|alles?|mehr|more|all|articles|stories|"
+    r"posts|tous|автор|авторы|від|от|του|της|بقلم|作者|文|撰文)(?:\b|(?=[:：]))",
     re.IGNORECASE)
 _MAX_SIGNATURE_WORDS = 12
 # The note on the author: among the last paragraphs, short, the name in its first characters.
 _AUTHOR_NOTE_ZONE = 3
 _MAX_AUTHOR_NOTE_WORDS = 80
 _AUTHOR_NOTE_OPENING = 30
-# A web address inside a byline ("mdr.de", "Deutsche Welle (www.dw.com)") names a site.
-_DOMAIN = re.compile(r"\w\.(?:com|net|org|info|news|co|[a-z]{2})(?![a-z])", re.IGNORECASE)
-# A role after the name: "Jane Doe, Reporter" is split at the comma; these are glued on.
-_ROLE_SUFFIX = re.compile(r"\s+(?:기자|특파원|記者|reporter|correspondent|staff writer)$",
-                          re.IGNORECASE)
-_AUTHOR_SPLIT = re.compile(r"\s*(?:,|;|/|\band\b|\bund\b|\bet\b|\by\b|\be\b|\bi\b|\bog\b|&|\+)\s*",
-                           re.IGNORECASE)
-# Words that mark a byline as an organisation or a desk rather than a person (multilingual, short).
-_ORG_MARKERS = frozenset({
-    "redaktion", "redaction", "rédaction", "redacción", "redazione", "redactie", "editorial",
-    "editors", "editor", "staff", "newsroom", "desk", "team", "agency", "agencies", "agentur",
-    "news", "online", "dpa", "afp", "ap", "reuters", "apa", "kna", "epd", "sid", "ansa", "efe",
-    "press", "presse", "media", "group", "gmbh", "ltd", "inc", "service", "services", "wire",
-    "correspondent", "korrespondent", "zeitung", "times", "post", "tribune", "journal",
-    "red", "agenturen", "agences", "agencias", "agenzie", "nachrichten", "redakteur", "reporter",
-    "writer", "writers", "contributor", "contributors", "columnist", "reporters", "staffs",
-    "redaktionen", "folgen", "follow",  # a "Follow" button caught in a byline
-})
-# News agencies as their credit lines name them (folded, see `_fold`). A byline that credits
-# only agencies marks a wire story: a name found further down the page is some teaser's byline.
-_WIRE_AGENCIES = frozenset({
-    "dpa", "afp", "ap", "associatedpress", "theassociatedpress", "reuters", "apa", "kna", "epd",
-    "sid", "ansa", "efe", "sda", "keystonesda", "anp", "belga", "pap", "ctk", "tass", "xinhua",
-    "yonhap", "kyodo", "aap", "pti", "ians", "ntb", "tt", "ritzau", "anadoluagency", "aa",
-})
 
 
 def extract_article(html: str, url: str | None = None) -> Extraction:
@@ -201,8 +177,10 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
     paragraphs, signed = _without_signature(paragraphs, tree)
     paragraphs = drop_closing_fragments(paragraphs)
     # The article's own signature line beats the metadata, which may name the CMS account.
-    authors = signed or meta.authors(tree)
+    people, credits = meta.bylines(tree)
+    authors = signed or people
     paragraphs = _without_lead_metadata(paragraphs, meta.headlines(), authors)
+    paragraphs = _without_next_story(paragraphs)
     paragraphs = _without_author_note(paragraphs, authors)
     paragraphs = _with_standfirst(paragraphs, meta.descriptions(), tree, meta.h1[:1])
     text = "\n\n".join(paragraphs)
@@ -214,6 +192,7 @@ def extract_article(html: str, url: str | None = None) -> Extraction:
         title=title,
         text=text,
         authors=authors,
+        credits=credits,
         published=meta.published(tree, url),
         modified=meta.modified(),
         language=meta.language(),
@@ -262,12 +241,18 @@ def _main_text(tree: HtmlElement | None, url: str | None) -> list[str]:
 
 
 def _inline_ruby(tree: HtmlElement) -> None:
-    """Ruby annotations as running text: "尹錫悦（ユンソンニョル）".
+    """Ruby annotations as running text: "尹錫悦（ユンソンニョル）大統領".
 
     Extractors take <rt> for a block of its own and break the sentence around each annotated
     word. The page's own <rp> parentheses (or ours, when it has none) keep the reading apart.
+    When the word goes on in kana after the annotated characters ("<ruby>子<rt>こ</rt></ruby>
+    ども"), a reading there would split it ("子（こ）ども" is not found by a search for 子ども):
+    it is left out.
     """
     for ruby in list(tree.iter("ruby")):
+        if _HIRAGANA.match(ruby.tail or ""):
+            for part in list(ruby.iter("rt", "rp")):
+                part.drop_tree()  # keeps the part's tail: the next base characters
         parenthesised = ruby.find(".//rp") is not None
         for part in list(ruby.iter("rb", "rt", "rp")):
             if part.tag == "rt" and not parenthesised:
@@ -387,6 +372,32 @@ def _without_lead_metadata(paragraphs: list[str], headlines: list[str],
     return kept
 
 
+def _without_next_story(paragraphs: list[str]) -> list[str]:
+    """The paragraphs up to where another story begins: a heading with a dated line.
+
+    Some layouts run a related story on as plain paragraphs after the article (no <article>,
+    no second <h1>): only a heading and its date line ("Club names its new coach" /
+    "12.03.2024") mark where it starts. The article's own heading and date were removed above
+    (`_without_lead_metadata`); a live blog's entries carry times, not dates, and stay.
+    """
+    words = 0
+    for index, paragraph in enumerate(paragraphs[:-2]):
+        if index >= 2 and words >= _MIN_STORY_WORDS and _is_story_heading(paragraph) and (
+                _is_dated(paragraphs[index + 1])):
+            return paragraphs[:index]
+        words += count_words(paragraph)
+    return paragraphs
+
+
+def _is_story_heading(line: str) -> bool:
+    return count_words(line) <= _MAX_HEADING_WORDS and line[-1] not in ".:;,"
+
+
+def _is_dated(line: str) -> bool:
+    # A table's row ("| 2002 | Vladimír Špidla | 30 |") is no date line.
+    return not line.startswith("|") and _is_timestamp(line) and _YEAR.search(line) is not None
+
+
 def _without_signature(paragraphs: list[str], tree: HtmlElement) -> tuple[list[str], list[str]]:
     """The paragraphs without the authors' signature line, and the names it gives.
 
@@ -487,7 +498,7 @@ def _is_byline(line: str, people: set[str]) -> bool:
     names = {_fold(n) for n in clean_authors([line])}
     if names & people:
         return True
-    rest = _BYLINE_PREFIX.sub("", line.lstrip("-–—• "))
+    rest = BYLINE_PREFIX.sub("", line.lstrip("-–—• "))
     return rest != line.lstrip("-–—• ") and bool(rest) and all(w[0].isupper() for w in rest.split())
 
 
@@ -619,6 +630,10 @@ class _PageMeta:
 
     def title(self) -> str:
         sources = self._headlines()
+        if _describes_the_page(sources):
+            # Encyclopedia-like pages put a short description in the JSON-LD headline ("Capital
+            # city of …") and the name of the thing everywhere else ("Berlin").
+            del sources["ld"]
         candidates = list(sources.values())
         if not candidates:
             return ""
@@ -658,44 +673,65 @@ class _PageMeta:
         keys = _site_keys(self.site_name(), self.canonical_url() or self.url)
         return keys | {_fold(n) for n in names if n}
 
-    def authors(self, tree: HtmlElement) -> list[str]:
-        # Sources best first; the first that names a person wins. A source that names only
-        # organisations, e-mail addresses or profile URLs gives way to the next.
+    def bylines(self, tree: HtmlElement) -> tuple[list[str], list[str]]:
+        """The article's authors (people) and credits (organisations: agencies, the site, a desk).
+
+        Sources best first; the first that names a person wins, and its credits go with the
+        names (the LD author list "Jane Doe, dpa"). A source that names only organisations,
+        e-mail addresses or profile URLs gives way to the next; one that names only agencies
+        ends the search (a wire story). With no person anywhere, the first credit found stands.
+        """
         organisations = self._organisations()
-        for raw in self._author_sources(tree):
+        first_credits: list[str] = []
+        for heuristic, (raw, typed_credits) in enumerate(self._author_sources(tree)):
+            found = _unique([*typed_credits, *clean_credits(raw, organisations)])
             names = clean_authors(raw, organisations)
-            if names:
-                return names
-            if _credits_agencies_only(raw):
-                return []
-        return []
+            # A byline found by looking (not stated in the metadata) that names no full name is
+            # too weak: "Eddie" under a blog post, "Hire" in a sidebar.
+            if names and (heuristic < 2 or any(" " in n or not n.isascii() for n in names)):
+                # Beside named people the site itself is no credit (it publishes everything);
+                # an agency or another organisation is.
+                return names, [c for c in found if not names_site(c, organisations)
+                               or _fold(c) in WIRE_AGENCIES]
+            first_credits = first_credits or found
+            if credits_agencies_only(raw):
+                break
+        return [], first_credits
 
-    def _author_sources(self, tree: HtmlElement) -> Iterator[list[str]]:
-        yield self._ld_people()
-        yield [v for key in _AUTHOR_METAS for v in self.metas.get(key, [])]
+    def _author_sources(self, tree: HtmlElement) -> Iterator[tuple[list[str], list[str]]]:
+        # Each source: its byline entries, and the names it types as organisations.
+        yield self._ld_people(), self._ld_organisations()
+        yield [v for key in _AUTHOR_METAS for v in self.metas.get(key, [])], []
         byline = _trafilatura_author(tree)  # the slowest source: only when the others fail
-        yield byline.split(";") if byline else []
-        yield from _shown_bylines(tree)
+        yield (byline.split(";") if byline else []), []
+        for shown in _shown_bylines(tree):
+            yield shown, []
 
-    def _ld_people(self) -> list[str]:
-        raw: list[str] = []
-        for entry in _as_list(self._ld("author")) + _as_list(self._ld("creator")):
+    def _ld_authors(self) -> Iterator[tuple[str, bool]]:
+        """The names in JSON-LD `author`/`creator`, each with whether a type calls it a person."""
+        for entry in _flat(_as_list(self._ld("author")) + _as_list(self._ld("creator"))):
             node = entry
             if isinstance(node, dict):
                 # {"@id": …} points at a node elsewhere in the graph.
                 node = self.by_id.get(str(node.get("@id")), node) if len(node) <= 2 else node
                 types = {str(t).lower() for t in _as_list(node.get("@type"))}
-                if types and "person" not in types:
-                    continue
                 name = _ld_text(node.get("name"))
                 if not name and (node.get("givenName") or node.get("familyName")):
                     name = f"{_ld_text(node.get('givenName')) or ''} "\
                            f"{_ld_text(node.get('familyName')) or ''}"
                 if name:
-                    raw.append(name)
+                    yield name, not types or "person" in types
             elif isinstance(node, str):
-                raw.append(node)
-        return raw
+                yield node, True
+
+    def _ld_people(self) -> list[str]:
+        # An all-lower-case name typed a person by the publisher is still one ("viktor hedlund").
+        return [name.title() if _is_lower_case_name(name) else name
+                for name, person in self._ld_authors() if person]
+
+    def _ld_organisations(self) -> list[str]:
+        return [_clean(name) for name, person in self._ld_authors()
+                if not person and len(_clean(name)) <= MAX_CREDIT_CHARS]
 
     def _dates(self, ld_key: str, meta_keys: Iterable[str]) -> Iterator[str]:
         value = self._ld(ld_key)
@@ -806,6 +842,17 @@ _MODIFIED_METAS = (
 )
 
 
+def _describes_the_page(sources: dict[str, str]) -> bool:
+    """Whether the JSON-LD headline describes the page rather than names it: it shares no word
+    with any other source's title, and at least two of those agree on one."""
+    ld = sources.get("ld")
+    others = [_fold(text) for source, text in sources.items() if source != "ld"]
+    if not ld or len(others) < 2 or len(set(others)) == len(others):
+        return False
+    words = {w.casefold() for text in sources.values() if text != ld for w in _WORD.findall(text)}
+    return words.isdisjoint(w.casefold() for w in _WORD.findall(ld))
+
+
 def _shown_bylines(tree: HtmlElement) -> Iterator[list[str]]:
     """Credits as the page shows them below its headline, in page order: a labelled line ("Von
     Jane Doe", "Autor: Jane Doe") or a link to a contributor's profile page, with the other such
@@ -830,7 +877,7 @@ def _shown_bylines(tree: HtmlElement) -> Iterator[list[str]]:
                    if _is_profile_link(a)]
         elif element.tag in _BYLINE_TAGS and _LABEL_START.match(_first_text(element)):
             line = _clean(element.text_content())
-            if 1 < len(line.split()) <= _MAX_SHOWN_BYLINE_WORDS and _BYLINE_PREFIX.match(line):
+            if 1 < len(line.split()) <= _MAX_SHOWN_BYLINE_WORDS and BYLINE_PREFIX.match(line):
                 # A label makes any line look like a credit ("Text Size"): full names only.
                 yield [name for name in clean_authors([line]) if " " in name]
 
@@ -884,6 +931,20 @@ def _walk(data: Any) -> Iterator[dict[str, Any]]:
             yield from _walk(main)
 
 
+def _flat(values: list[Any]) -> Iterator[Any]:
+    # Lists nested in lists: `"author": [{…}, [{…}]]`.
+    for value in values:
+        if isinstance(value, list):
+            yield from _flat(value)
+        else:
+            yield value
+
+
+def _is_lower_case_name(name: str) -> bool:
+    words = name.split()
+    return 2 <= len(words) <= 4 and name.islower() and all(w.isalpha() for w in words)
+
+
 def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
@@ -901,27 +962,6 @@ def _ld_text(value: Any) -> str | None:
 
 
 # --- field rules -----------------------------------------------------------------------------
-
-
-def _clean(text: str) -> str:
-    return " ".join(_INVISIBLE_CHARS.sub("", html_lib.unescape(text)).split())
-
-
-def _fold(text: str) -> str:
-    """A comparison key: case, accents, spacing and punctuation removed."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(c for c in decomposed if c.isalnum())
-
-
-def _unique(items: Iterable[str]) -> list[str]:
-    seen: set[str] = set()
-    out: list[str] = []
-    for item in items:
-        key = _fold(item)
-        if key and key not in seen:
-            seen.add(key)
-            out.append(item)
-    return out
 
 
 def strip_site_suffix(title: str, site_name: str | None, url: str | None = None) -> str:
@@ -971,65 +1011,6 @@ def _is_site(part: str, names: set[str]) -> bool:
     key_plain = key.replace("ae", "a").replace("oe", "o").replace("ue", "u")
     return any(k == n or (len(n) > 3 and len(k) > 1 and (n in k or k in n))
                for n in names for k in (key, key_plain))
-
-
-def clean_authors(raw: Iterable[str], organisations: set[str] | None = None) -> list[str]:
-    """People's names only: no "By", no e-mail addresses, no organisations or site names."""
-    organisations = organisations or set()
-    names: list[str] = []
-    for entry in raw:
-        if len(entry) > _MAX_BYLINE_CHARS:
-            continue  # a paragraph, or a blob, that no name is: its patterns would cost seconds
-        byline = EMAIL.sub(" ", _clean(entry))
-        if byline.startswith(("http://", "https://", "/")):
-            continue
-        if _DOMAIN.search(byline):
-            # "Jane Doe, professor of law, Example.com": names (and roles) before the site are
-            # kept. A byline that opens with a web address names the site ("www.example.com, …",
-            # "Example (www.example.com)").
-            parts = byline.split(",")
-            site = next((i for i, part in enumerate(parts) if _DOMAIN.search(part)), 0)
-            if site == 0:
-                continue
-            byline = ",".join(parts[:site])
-        byline = re.sub(r"\(.*?\)|\[.*?\]", " ", byline)
-        while (stripped := _BYLINE_PREFIX.sub("", byline)) != byline:
-            byline = stripped
-        for part in _AUTHOR_SPLIT.split(byline):
-            name = _BYLINE_PREFIX.sub("", part).strip(" .,:;|-–—·'\"()[]")
-            name = _ROLE_SUFFIX.sub("", _INNER_BYLINE.sub("", name))
-            if _is_person_name(name, organisations):
-                # "JANE DOE" → "Jane Doe"; mixed case ("Jane McDoe") is the page's own spelling.
-                names.append(name.title() if name.isupper() else name)
-    return _unique(names)
-
-
-def _credits_agencies_only(raw: list[str]) -> bool:
-    """Whether a byline names news agencies and nothing else ("dpa", "Von AFP und Reuters")."""
-    parts = [_fold(_BYLINE_PREFIX.sub("", part)) for entry in raw
-             for part in _AUTHOR_SPLIT.split(_clean(entry))]
-    parts = [part for part in parts if part]
-    return bool(parts) and all(part in _WIRE_AGENCIES for part in parts)
-
-
-def _is_person_name(name: str, organisations: set[str]) -> bool:
-    words = name.split()
-    if not 1 <= len(words) <= 5 or len(name) > 60:
-        return False
-    if any(ch.isdigit() for ch in name) or not any(ch.isalpha() for ch in name):
-        return False
-    key = _fold(name)
-    if key in organisations or any(len(o) > 3 and o in key for o in organisations):
-        return False
-    # Word by word, hyphenated parts too: "MDR Thüringen", "MM-Redaktion", "Red" (Redaktion).
-    parts = {_fold(p) for p in re.split(r"[\s\-‐/]+", name)}
-    if parts & (_ORG_MARKERS | organisations):
-        return False
-    # In scripts with case a name's words are capitalised, but for particles ("van der", "de").
-    if any(w[0].islower() and w not in _NAME_PARTICLES for w in words):
-        return False
-    # A single all-caps token ("DPA", "AFP") is an agency code, not a person.
-    return not (len(words) == 1 and name.isupper())
 
 
 def parse_date(raw: str, now: datetime | None = None) -> datetime | None:

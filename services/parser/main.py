@@ -5,6 +5,7 @@ import logging
 
 from faststream.asgi import AsgiFastStream
 
+from services.parser.archive import PageArchive
 from services.parser.limits import extract_page
 from services.parser.workers import WorkerDied, WorkerPool
 from shared import keys
@@ -28,6 +29,9 @@ def create_app(settings: Settings) -> AsgiFastStream:
     # which keeps reading, acknowledging and publishing meanwhile.
     pool = WorkerPool(settings.parse_workers, memory_mb=settings.parse_memory_mb)
     stage.app.after_shutdown(pool.close)
+    archive = PageArchive(settings)
+    stage.app.on_startup(archive.open)
+    stage.app.after_shutdown(archive.close)
 
     async def killed(article_id: str, died: WorkerDied) -> PermanentError | TransientError:
         """The error for a page whose worker died: permanent the second time."""
@@ -43,6 +47,8 @@ def create_app(settings: Settings) -> AsgiFastStream:
     @stage.handle(FETCHED, to=PARSED, concurrency=settings.parse_workers)
     async def on_article_fetched(event: ArticleFetched) -> ArticleParsed:
         url = event.final_url or event.url
+        # Kept before parsing: a page the parser cannot read today may parse after a fix.
+        await archive.keep(event)
         try:
             extraction = await pool.run(settings.parse_timeout_s, extract_page, event.html, url,
                                         settings.parse_max_elements)

@@ -22,7 +22,7 @@ HOSTILE = [
     "a'); DELETE FROM articles; --", "\\'", "\u0000", "😀' UNION SELECT * FROM pg_user --",
     "<script>alert(1)</script>", "x" * 199, "(((", "a & | ! b",
 ]
-TEXT_PARAMS = ("q", "source", "entity", "person", "organization", "place")
+TEXT_PARAMS = ("q", "source", "entity", "person", "organization", "place", "credit")
 STRICT_PARAMS = ("language", "country", "since", "until", "has_duplicates", "sort", "limit",
                  "offset", "recency", "half_life_days", "collapse", "facets")
 

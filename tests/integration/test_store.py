@@ -174,3 +174,43 @@ async def test_an_old_table_gains_the_entity_columns(postgres_server: PostgresSe
         assert (await store.get_article(pool, "old") or {})["persons"] == ["Emomali Rahmon"]
     finally:
         await pool.close()
+
+
+async def test_credits_are_stored_filtered_and_counted(db: asyncpg.Pool) -> None:
+    await store.upsert_articles(db, [
+        article(1, credits=["dpa"], authors=["Jane Doe"]),
+        article(2, credits=["Deutsche Presse-Agentur"]),
+        article(3, credits=["Reuters"]),
+        article(4),
+    ])
+
+    async def ids(**filters: object) -> list[str]:
+        found = await store.search(db, store.SearchQuery.model_validate(filters))
+        return sorted(h.id for h in found.hits)
+
+    # An agency is found by its short or full name, either way round; case does not matter.
+    assert await ids(credit="dpa") == ["a1", "a2"]
+    assert await ids(credit="DEUTSCHE PRESSE-AGENTUR") == ["a1", "a2"]
+    assert await ids(credit="reuters", q="story") == ["a3"]
+    assert await ids(credit="AFP") == []
+    assert await ids(credit="") == ["a1", "a2", "a3", "a4"]  # blank: no filter
+    counted = await store.facets(db, store.FacetQuery())
+    assert {(v.value, v.count) for v in counted.credits} == {
+        ("dpa", 1), ("Deutsche Presse-Agentur", 1), ("Reuters", 1)}
+    got = await store.get_article(db, "a1") or {}
+    assert (got["authors"], got["credits"]) == (["Jane Doe"], ["dpa"])
+    assert "credit_keys" not in got
+
+
+async def test_rows_from_before_credits_are_read_with_none(postgres_server: PostgresServer,
+                                                           db: asyncpg.Pool) -> None:
+    await db.execute("DROP TABLE articles")
+    await db.execute(store.SCHEMA)  # without the later columns
+    await db.execute("INSERT INTO articles (id, title, content_hash) VALUES ('old', 'Old', 'h')")
+    pool = await store.connect(postgres_server.url)
+    try:
+        assert (await store.get_article(pool, "old") or {})["credits"] == []
+        assert [h.id for h in (await store.search(pool, store.SearchQuery())).hits] == ["old"]
+        assert (await store.search(pool, store.SearchQuery(credit="dpa"))).total == 0
+    finally:
+        await pool.close()

@@ -51,6 +51,8 @@ def test_an_article_is_headed_by_its_title_credits_address_and_facts() -> None:
         "https://lestimes.com/mining-blasts-shatter-homes/",
         "2025-11-21 13:34:26+00:00  en  LS",
     ]
+    wire = {**article, "authors": ["Jane Doe"], "credits": ["dpa"]}
+    assert article_header(wire).splitlines()[1] == "Lesotho Times · Jane Doe, dpa"
     bare = {**article, "site_name": None, "authors": [], "published": None, "countries": []}
     assert article_header(bare).splitlines()[1:] == [
         "https://lestimes.com/mining-blasts-shatter-homes/", "-  en  -"]

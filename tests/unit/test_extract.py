@@ -18,6 +18,7 @@ from services.parser.boilerplate import (
     is_closing_prompt,
     is_teaser_heading,
 )
+from services.parser.bylines import clean_credits
 from services.parser.extract import (
     Extraction,
     clean_authors,
@@ -716,3 +717,195 @@ def test_a_closing_paragraph_naming_the_author_late_or_at_length_is_text() -> No
                     for n in range(6))
     late = "<p>The mayor told reporters, among them Jane Doe, that the vote would wait.</p>"
     assert "among them Jane Doe" in extract_article(page(head, story + late)).text
+
+
+# --- authors and credits (issue 20) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("raw", "want"), [
+    # A date or weekday run into the name.
+    (["Nathan Willis March 3, 2024"], ["Nathan Willis"]),
+    (["Joe Wee Monday"], ["Joe Wee"]),
+    (["Jane Doe 14. März 2024"], ["Jane Doe"]),
+    (["Theresa May"], ["Theresa May"]),  # a month as a surname, right after the given name
+    # A form label or a heading is no name.
+    (["Name"], []),
+    (["Username"], []),
+    (["Auteurs"], []),
+    (["Jobs; Hire"], []),
+    # Leftover labels, in other cases and scripts.
+    (["Alles von Jane Doe"], ["Jane Doe"]),
+    (["VON JANE DOE"], ["Jane Doe"]),
+    (["Par Jeanne Dupont"], ["Jeanne Dupont"]),
+    (["Автор: Иван Петров"], ["Иван Петров"]),
+    (["Auteur : Jeanne Dupont"], ["Jeanne Dupont"]),
+    (["More from Jane Doe"], ["Jane Doe"]),
+    # Library-catalogue order with a particle is one person.
+    (["Jong, Michiel de"], ["Michiel de Jong"]),
+    (["Beek, Anna van der"], ["Anna van der Beek"]),
+    # An ampersand inside a name, or between two people.
+    (["Mac & i"], []),
+    (["Jane Doe & John Roe"], ["Jane Doe", "John Roe"]),
+    # Agencies by their full names are no people.
+    (["Associated Press", "Anadolu Ajansı"], []),
+])
+def test_author_families(raw: list[str], want: list[str]) -> None:
+    assert clean_authors(raw) == want
+
+
+@pytest.mark.parametrize(("raw", "want"), [
+    (["Felix Schröder und Jörg Soldwisch, dpa"], ["dpa"]),
+    (["Von AFP und Reuters"], ["AFP", "Reuters"]),
+    (["Deutsche Presse-Agentur", "MM-Redaktion"], ["Deutsche Presse-Agentur", "MM-Redaktion"]),
+    (["MND Staff"], ["MND Staff"]),
+    (["Redaktion hessenschau.de"], ["Redaktion hessenschau.de"]),
+    (["Daily Planet"], ["Daily Planet"]),  # the site itself
+    (["Jane Doe", "Folgen", "Red", "Nachrichten"], []),  # a button, a label: no credit
+    (["読売新聞オンライン", "한국일보", "松岡大地"], ["読売新聞オンライン", "한국일보"]),
+])
+def test_credits(raw: list[str], want: list[str]) -> None:
+    assert clean_credits(raw, {"dailyplanet"}) == want
+
+
+def ld_author_page(authors: object, extra_head: str = "", body: str = BODY) -> str:
+    ld = {"@type": "NewsArticle", "headline": "Budget talks", "author": authors}
+    return page(f'<script type="application/ld+json">{json.dumps(ld)}</script>{extra_head}', body)
+
+
+@pytest.mark.parametrize(("authors", "people", "credits"), [
+    ([{"@type": "Person", "name": "Jane Doe"}, {"@type": "Organization", "name": "SDA"}],
+     ["Jane Doe"], ["SDA"]),
+    ({"@type": "Person", "name": "Jane Doe und John Roe, dpa"}, ["Jane Doe", "John Roe"], ["dpa"]),
+    ({"@type": "Person", "name": "Associated Press"}, [], ["Associated Press"]),
+    ({"@type": "NewsMediaOrganization", "name": "Daily Planet"}, [], ["Daily Planet"]),
+    # A list nested in the list, and a name the publisher wrote in lower case.
+    ([{"@type": "Person", "name": "jane doe"}, [{"@type": "Person", "name": "Reuters"}]],
+     ["Jane Doe"], ["Reuters"]),
+    # The site (with its region) is credited when no person is named, not beside a person.
+    ({"@type": "Person", "name": "MDR THÜRINGEN"}, [], ["MDR THÜRINGEN"]),
+    ([{"@type": "Person", "name": "Jane Doe"}, {"@type": "Person", "name": "MDR THÜRINGEN"}],
+     ["Jane Doe"], []),
+    ({"@type": "Person", "name": "Guardian staff reporter"}, [], ["Guardian staff reporter"]),
+])
+def test_json_ld_authors_and_credits(authors: object, people: list[str],
+                                     credits: list[str]) -> None:
+    site = '<meta property="og:site_name" content="Daily Planet">'
+    html = ld_author_page(authors, site + '<link rel="canonical" href="https://www.mdr.de/x">')
+    extraction = extract_article(html)
+    assert (extraction.authors, extraction.credits) == (people, credits)
+
+
+def test_a_wire_story_names_no_teasers_author() -> None:
+    # The agency credit ends the search: the name further down is a teaser's.
+    teaser = '<aside><p>Von <a href="/autor/max-muster">Max Muster</a></p></aside>'
+    extraction = extract_article(ld_author_page({"@type": "Person", "name": "dpa"},
+                                                body=BODY + teaser))
+    assert (extraction.authors, extraction.credits) == ([], ["dpa"])
+
+
+def test_a_page_that_names_no_author_returns_none() -> None:
+    # Only a first name found by looking (a profile link in a sidebar): too weak to be a byline.
+    body = BODY + '<div class="sidebar"><a href="/author/eddie/">Eddie</a></div>'
+    extraction = extract_article(page(body=body))
+    assert (extraction.authors, extraction.credits) == ([], [])
+    body = BODY + '<div class="meta"><a href="/author/jane-doe/">Jane Doe</a></div>'
+    assert extract_article(page(body=body)).authors == ["Jane Doe"]
+
+
+def test_credits_travel_in_the_parsed_message() -> None:
+    extraction = extract_article(ld_author_page({"@type": "Organization", "name": "Reuters"}))
+    parsed = ArticleParsed(id="a1", **dataclasses.asdict(extraction))
+    again = ArticleParsed.model_validate_json(parsed.model_dump_json())
+    assert again.credits == ["Reuters"]
+    # A message from before the field existed is read with no credits.
+    old = json.loads(parsed.model_dump_json())
+    del old["credits"]
+    assert ArticleParsed.model_validate(old).credits == []
+
+
+# --- the text of one article only (issue 20) ---------------------------------------------------
+
+STORY_EN = [f"Paragraph {n} of the story: the council met on Tuesday and argued for hours over "
+            f"next year's budget, the new tram line and the school repairs." for n in range(5)]
+OTHER_EN = [f"Other story {n}: the football club announced a new coach on Monday after a long "
+            f"search that kept supporters waiting all summer." for n in range(4)]
+
+
+def test_a_related_story_laid_out_after_the_article_is_not_kept() -> None:
+    # No <article> around either, no second <h1>: only a heading and a date line.
+    other = ("<h2>Club names its new coach</h2><p>12.03.2024</p>"
+             + "".join(f"<p>{p}</p>" for p in OTHER_EN))
+    html = ("<html><head><title>Budget talks</title></head><body><div class='content'>"
+            "<h1>Budget talks</h1>" + "".join(f"<p>{p}</p>" for p in STORY_EN) + other
+            + "</div></body></html>")
+    text = extract_article(html).text
+    assert STORY_EN[-1] in text
+    assert "Other story" not in text and "new coach" not in text
+
+
+def test_a_live_blogs_timed_entries_are_kept() -> None:
+    entries = "".join(f"<h2>Update {n}</h2><p>{10 + n}:30</p><p>{STORY_EN[n]}</p>"
+                      for n in range(4))
+    html = ("<html><body><div class='content'><h1>Budget talks</h1>"
+            f"<p>{STORY_EN[4]}</p>{entries}</div></body></html>")
+    text = extract_article(html).text
+    assert all(p in text for p in STORY_EN)
+
+
+@pytest.mark.parametrize("teaser", [
+    "<h3>Related articles</h3><ul><li><a href='/a'>Tram line opens</a></li>"
+    "<li><a href='/b'>School repairs start</a></li></ul>",
+    "<h3>相關文章</h3><ul><li><a href='/a'>輕軌開通</a></li>"
+    "<li><a href='/b'>學校維修</a></li></ul>",
+])
+def test_a_teaser_heading_inside_the_article_removes_only_its_block(teaser: str) -> None:
+    html = ("<html><body><article><h1>Budget talks</h1>"
+            + "".join(f"<p>{p}</p>" for p in STORY_EN[:2]) + teaser
+            + "".join(f"<p>{p}</p>" for p in STORY_EN[2:]) + "</article></body></html>")
+    text = extract_article(html).text
+    assert all(p in text for p in STORY_EN)
+    assert "Tram line opens" not in text and "輕軌" not in text
+
+
+def test_a_chinese_article_opening_with_a_teaser_heading_is_kept() -> None:
+    sentence = "市議會週二開會討論明年的預算，輕軌新線和學校維修也在議程上。"
+    story = "".join(f"<p>{sentence * 3}{n}</p>" for n in range(4))
+    html = ("<html><body><h1>預算會議</h1><div class='main'><div><h3>相關文章</h3>"
+            "<a href='/a'>輕軌開通</a></div>" + story + "</div></body></html>")
+    extraction = extract_article(html)
+    assert extraction.text.count("市議會週二開會") == 12
+
+
+def test_ruby_readings_do_not_split_a_word() -> None:
+    # "子ども" with a reading over 子: searchable as one word, the reading left out. Before a
+    # kanji the word has ended, and the reading stays.
+    body = ("<p><ruby>子<rt>こ</rt></ruby>どもたちは<ruby>公園<rt>こうえん</rt></ruby>で"
+            "遊んでいた。<ruby>市<rp>(</rp><rt>し</rt><rp>)</rp></ruby>は新しい<ruby>遊具<rt>ゆうぐ"
+            "</rt></ruby>設置を発表した。</p>")
+    text = extract_article(page(body=body, lang="ja")).text
+    assert text.startswith("子どもたちは公園で遊んでいた。市は新しい遊具（ゆうぐ）設置を発表した。")
+
+
+def test_a_post_that_is_a_list_of_links_keeps_its_list() -> None:
+    items = "".join(
+        f"<li><a href='https://example.org/{n}'>Report {n} on the city budget and the tram line"
+        f"</a></li>" for n in range(8))
+    html = ("<html><body><article><h1>Reading list: the budget</h1>"
+            "<p>What to read before the council votes.</p>"
+            f"<ul>{items}</ul></article>"
+            "<footer><ul><li><a href='/'>Home</a></li><li><a href='/about'>About</a></li></ul>"
+            "</footer></body></html>")
+    text = extract_article(html).text
+    assert "Report 7 on the city budget" in text
+    assert "About" not in text
+
+
+def test_an_encyclopedia_pages_ld_headline_describing_it_is_not_the_title() -> None:
+    ld = {"@type": "Article", "headline": "Capital city of a European country",
+          "name": "Berlin"}
+    head = (f'<script type="application/ld+json">{json.dumps(ld)}</script>'
+            '<title>Berlin - Example Encyclopedia</title>'
+            '<meta property="og:title" content="Berlin">')
+    html = (f"<html><head>{head}</head><body><article><h1>Berlin</h1>{BODY}</article>"
+            "</body></html>")
+    assert extract_article(html).title == "Berlin"

@@ -2,11 +2,11 @@
 "use strict";
 // The page's state is its query string, so every search can be bookmarked and shared.
 const FILTERS = ["language", "source", "person", "organization", "place", "country", "since",
-                 "until", "has_duplicates", "entity"];
+                 "until", "has_duplicates", "entity", "credit"];
 const FACETS = [["languages", "language", "Language"], ["sources", "source", "Source"],
                 ["countries", "country", "Country"], ["persons", "person", "People"],
                 ["organizations", "organization", "Organisations"],
-                ["places", "place", "Places"]];
+                ["places", "place", "Places"], ["credits", "credit", "Credited"]];
 const LIMIT = 10;
 
 function el(tag, props, ...children) {
