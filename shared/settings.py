@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     # Search API.
     api_host: str = "0.0.0.0"  # noqa: S104 -- the API serves other containers.
     api_port: int = 8000
+    search_bound: int = Field(1000, ge=1, le=100_000)
+    """Matching articles a search counts exactly, ranks by relevance and facets (the newest);
+    past it totals are estimates ("about 510,000"). Bounds each search's work at any archive
+    size; see docs/performance.md."""
 
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"

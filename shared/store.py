@@ -668,9 +668,8 @@ async def facets(pool: asyncpg.Pool, query: SearchFilters, top: int = 10,
         SELECT {_facets_sql(arg(top))}, (SELECT count(*) FROM sample) > {arg(bound)}
     """  # noqa: S608 -- every value is a bind parameter; only constant SQL is interpolated
     async with pool.acquire() as conn:
-        row = await conn.fetchrow(sql, *arg.values)
-    assert row is not None  # a SELECT without FROM returns one row
-    return _facets_from(row[0], bound if row[1] else None)
+        raw, saturated = (await conn.fetch(sql, *arg.values))[0]  # one row: no FROM
+    return _facets_from(raw, bound if saturated else None)
 
 
 async def search(pool: asyncpg.Pool, query: SearchQuery,
@@ -712,6 +711,19 @@ async def search(pool: asyncpg.Pool, query: SearchQuery,
     return SearchResults(total=total, total_articles=total_articles,
                          total_is_estimate=first["saturated"], offset=query.offset,
                          limit=query.limit, hits=hits, next=following, facets=counted)
+
+
+async def count_articles(conn: Any, exact_up_to: int = 1000) -> tuple[int, bool]:
+    """How many articles are stored, and whether that is an estimate: counted up to
+    `exact_up_to`, past it the planner's row estimate (kept by autovacuum), so the cost does not
+    grow with the table."""
+    counted = await conn.fetchval(
+        "SELECT count(*) FROM (SELECT 1 FROM articles LIMIT $1) x", exact_up_to + 1)
+    if counted <= exact_up_to:
+        return counted, False
+    estimate = await conn.fetchval(
+        "SELECT reltuples::bigint FROM pg_class WHERE oid = 'articles'::regclass")
+    return max(estimate, counted), True
 
 
 def _article(row: asyncpg.Record) -> dict[str, Any]:
