@@ -170,6 +170,7 @@ async def test_the_api_started_before_postgresql_waits_for_it() -> None:
     assert not started.done()  # waiting, not exited
     await asyncio.to_thread(server.start)
     try:
-        assert await asyncio.wait_for(started, 30) == {"status": "ok", "articles": 0}
+        assert await asyncio.wait_for(started, 30) == {"status": "ok", "articles": 0,
+                                                       "articles_is_estimate": False}
     finally:
         await asyncio.to_thread(server.stop)
