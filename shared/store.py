@@ -413,14 +413,25 @@ def _snippet_html(raw: str | None) -> str:
     return escaped.replace(_START, "<mark>").replace(_STOP, "</mark>")
 
 
-def _match(param: str, a: str = "a") -> str:
+def _match(param: str, a: str = "a", loose: bool = False) -> str:
     """The article matches the query in its own language's configuration. One OR term per
-    configuration keeps each tsquery a constant, so the GIN index is used."""
+    configuration keeps each tsquery a constant, so the GIN index is used. `loose` relaxes
+    phrases to all their words (`<->` to `&`): what GIN answers without reading documents."""
+
+    def tsquery(config: str) -> str:
+        exact = f"websearch_to_tsquery('{config}', {param})"
+        return f"regexp_replace({exact}::text, '<[0-9]+>|<->', '&', 'g')::tsquery" if loose \
+            else exact
+
     return "(" + " OR ".join(
-        f"({a}.ts_config = '{c}'::regconfig AND {a}.document @@ websearch_to_tsquery('{c}', "
-        f"{param}))"
+        f"({a}.ts_config = '{c}'::regconfig AND {a}.document @@ {tsquery(c)})"
         for c in ALL_CONFIGS
     ) + ")"
+
+
+def _phrases(f: SearchFilters) -> bool:
+    """The words hold a "quoted phrase" (and no excluded one, which relaxing would widen)."""
+    return '"' in f.q and '-"' not in f.q
 
 
 class _Args:
@@ -438,12 +449,12 @@ def _day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
-def _where(f: SearchFilters, arg: _Args, a: str = "a") -> str:
-    """The WHERE clause of a search over `articles {a}`."""
+def _where(f: SearchFilters, arg: _Args, a: str = "a", loose: bool = False) -> str:
+    """The WHERE clause of a search over `articles {a}` (`loose`: phrases relaxed)."""
     where: list[str] = []
     q = f.q.strip()
     if q:
-        where.append(_match(arg(q), a))
+        where.append(_match(arg(q), a, loose))
     if f.language:
         where.append(f"{a}.language = {arg(f.language.lower())}")
     if f.source:
@@ -488,17 +499,35 @@ def _date_range(f: SearchFilters, arg: _Args, key: str) -> list[str]:
 _FACET_COLUMNS = ", a.language, a.source, a.countries, a.persons, a.organizations, a.places"
 
 
+# A phrase is checked on at most this many times the bound of the newest articles holding all
+# its words: the check reads each document, and a phrase of common words can be rare.
+PHRASE_WINDOW = 2
+
+
 def _sample_sql(f: SearchFilters, arg: _Args, bound: int, columns: str = "") -> str:
-    """The newest `bound` + 1 matching articles, numbered (nth): what a search counts, ranks and
-    facets. An ordered scan of articles_newest that stops early when matches are common, or a
-    GIN bitmap and a top-N sort when they are rare: either way, bounded work."""
+    """CTEs: `sample`, the newest `bound` + 1 matching articles, numbered (nth): what a search
+    counts, ranks and facets. An ordered scan of articles_newest that stops early when matches
+    are common, or a GIN bitmap and a top-N sort when they are rare: either way, bounded work.
+    With a phrase, `win` first takes the newest PHRASE_WINDOW x `bound` articles that hold all
+    its words, and the sample is the phrase's matches among them."""
     key = _NEWEST.format(a="a")
-    where = " AND ".join([_where(f, arg), *_date_range(f, arg, key)])
-    return f"""
-        SELECT x.*, row_number() OVER () AS nth FROM (
-            SELECT a.id, a.published, a.duplicate_of{columns} FROM articles a WHERE {where}
-            ORDER BY {key} DESC, a.id LIMIT {arg(bound + 1)}
-        ) x"""  # noqa: S608 -- every value is a bind parameter; only constant SQL is interpolated
+    if not _phrases(f):
+        where = " AND ".join([_where(f, arg), *_date_range(f, arg, key)])
+        return f"""win AS (SELECT NULL), sample AS MATERIALIZED (
+            SELECT x.*, row_number() OVER () AS nth FROM (
+                SELECT a.id, a.published, a.duplicate_of{columns} FROM articles a WHERE {where}
+                ORDER BY {key} DESC, a.id LIMIT {arg(bound + 1)}
+            ) x)"""  # noqa: S608 -- constant SQL and bind parameters
+    where = " AND ".join([_where(f, arg, loose=True), *_date_range(f, arg, key)])
+    return f"""win AS MATERIALIZED (
+            SELECT a.id, a.published, a.duplicate_of, a.ts_config, a.document{columns}
+            FROM articles a WHERE {where}
+            ORDER BY {key} DESC, a.id LIMIT {arg(bound * PHRASE_WINDOW)}
+        ), sample AS MATERIALIZED (
+            SELECT w.id, w.published, w.duplicate_of{columns.replace("a.", "w.")},
+                   row_number() OVER (ORDER BY {_NEWEST.format(a="w")} DESC, w.id) AS nth
+            FROM win w WHERE {_match(arg(f.q.strip()), "w")}
+        )"""  # noqa: S608 -- constant SQL and bind parameters
 
 
 def _story(a: str, collapse: bool) -> str:
@@ -544,7 +573,7 @@ def _search_sql(query: SearchQuery, arg: _Args, bound: int) -> str:
     kind = _page_kind(query)
     cursor = Cursor.decode(query.after) if query.after else None
     columns = _FACET_COLUMNS if query.facets else ""
-    sample = _sample_sql(query, arg, bound, columns)
+    ctes = _sample_sql(query, arg, bound, columns)
     grouped = f"SELECT s.*, {_story('s', query.collapse)} AS story FROM sample s"  # noqa: S608 -- constant SQL and bind parameters
     lead_first = ("row_number() OVER (PARTITION BY c.story ORDER BY c.id = c.story DESC, "
                   "c.published ASC NULLS LAST, c.id) AS rn")
@@ -604,6 +633,8 @@ def _search_sql(query: SearchQuery, arg: _Args, bound: int) -> str:
     else:
         snippet = "left(a.text, 240)"
     facets = f", {_facets_sql(arg(10))} AS facets" if query.facets else ", NULL AS facets"
+    windowed = (", (SELECT count(*) FROM win) AS windowed" if _phrases(query)
+                else ", NULL::bigint AS windowed")
     if query.collapse:
         # The story's other matching articles, found through the story's id (primary key and
         # articles_duplicate_of) rather than by rescanning the matches for every hit.
@@ -616,15 +647,15 @@ def _search_sql(query: SearchQuery, arg: _Args, bound: int) -> str:
     else:
         similar = "NULL"
     return f"""
-        WITH sample AS MATERIALIZED ({sample}
-        ), grouped AS ({grouped}), {ranked},
+        WITH {ctes}, grouped AS ({grouped}), {ranked},
         fm AS (SELECT * FROM sample WHERE nth <= {arg(bound)}),
         totals AS (
             SELECT count(*) FILTER (WHERE rn = 1) AS total, count(*) AS total_articles,
-                   (SELECT count(*) FROM sample) > {arg(bound)} AS saturated{facets}
+                   (SELECT count(*) FROM sample) AS sampled{windowed}{facets}
             FROM ranked
         )
-        SELECT t.total, t.total_articles, t.saturated, t.facets, p.id, p.story_score AS score,
+        SELECT t.total, t.total_articles, t.sampled, t.windowed, t.facets, p.id,
+               p.story_score AS score,
                coalesce(a.url, a.canonical_url, a.final_url) AS url, a.title, a.site_name,
                a.source, a.published, a.language, a.countries, a.duplicate_of,
                {snippet} AS snippet, {similar} AS similar
@@ -638,15 +669,29 @@ def _about(value: float) -> int:
     return int(float(f"{value:.2g}"))
 
 
-async def _estimate(conn: Any, query: SearchFilters, at_least: int) -> int:
+async def _estimate(conn: Any, query: SearchFilters, loose: bool = False) -> float:
     """How many articles match, from the planner's statistics (no scan): for totals past the
     bound, where counting exactly would read every match."""
     arg = _Args()
     plan = await conn.fetchval(
-        f"EXPLAIN (FORMAT JSON) SELECT 1 FROM articles a WHERE {_where(query, arg)}",  # noqa: S608 -- constant SQL and bind parameters
+        f"EXPLAIN (FORMAT JSON) SELECT 1 FROM articles a WHERE {_where(query, arg, loose=loose)}",  # noqa: S608 -- constant SQL and bind parameters
         *arg.values)
-    rows = float(json.loads(plan)[0]["Plan"]["Plan Rows"])
-    return _about(max(rows, at_least))
+    return float(json.loads(plan)[0]["Plan"]["Plan Rows"])
+
+
+async def _bounded_count(conn: Any, query: SearchFilters, bound: int, sampled: int,
+                         windowed: int | None) -> int | None:
+    """The number of matching articles when the sample did not hold them all, estimated (to
+    two figures); None when the sample is exact."""
+    if windowed is None:
+        if sampled <= bound:
+            return None
+        return _about(max(await _estimate(conn, query), sampled))
+    if sampled <= bound and windowed < bound * PHRASE_WINDOW:
+        return None
+    # The phrase matched this share of the newest articles holding all its words.
+    share = sampled / max(windowed, 1)
+    return _about(max(await _estimate(conn, query, loose=True) * share, sampled))
 
 
 def _facets_from(raw: str | None, sample: int | None) -> Facets:
@@ -661,15 +706,17 @@ async def facets(pool: asyncpg.Pool, query: SearchFilters, top: int = 10,
     """How the articles matching a search spread over languages, sources, countries, people,
     organisations, places and days: exact up to `bound` matches, else over the newest `bound`."""
     arg = _Args()
-    sample = _sample_sql(query, arg, bound, _FACET_COLUMNS)
+    ctes = _sample_sql(query, arg, bound, _FACET_COLUMNS)
+    windowed = "(SELECT count(*) FROM win)" if _phrases(query) else "NULL::bigint"
     sql = f"""
-        WITH sample AS MATERIALIZED ({sample}),
-        fm AS (SELECT * FROM sample WHERE nth <= {arg(bound)})
-        SELECT {_facets_sql(arg(top))}, (SELECT count(*) FROM sample) > {arg(bound)}
+        WITH {ctes}, fm AS (SELECT * FROM sample WHERE nth <= {arg(bound)})
+        SELECT {_facets_sql(arg(top))}, (SELECT count(*) FROM sample), {windowed}
     """  # noqa: S608 -- every value is a bind parameter; only constant SQL is interpolated
     async with pool.acquire() as conn:
-        raw, saturated = (await conn.fetch(sql, *arg.values))[0]  # one row: no FROM
-    return _facets_from(raw, bound if saturated else None)
+        raw, sampled, in_window = (await conn.fetch(sql, *arg.values))[0]  # one row: no FROM
+    exact = (sampled <= bound if in_window is None
+             else sampled <= bound and in_window < bound * PHRASE_WINDOW)
+    return _facets_from(raw, None if exact else min(sampled, bound))
 
 
 async def search(pool: asyncpg.Pool, query: SearchQuery,
@@ -686,8 +733,8 @@ async def search(pool: asyncpg.Pool, query: SearchQuery,
         rows = await conn.fetch(sql, *arg.values)
         first = rows[0]
         total, total_articles = first["total"], first["total_articles"]
-        if first["saturated"]:
-            estimate = await _estimate(conn, query, bound + 1)
+        estimate = await _bounded_count(conn, query, bound, first["sampled"], first["windowed"])
+        if estimate is not None:
             total = _about(estimate * total / max(total_articles, 1))
             total_articles = estimate
     hits = [
@@ -706,10 +753,10 @@ async def search(pool: asyncpg.Pool, query: SearchQuery,
         last = hits[-1]
         following = Cursor(kind=_page_kind(query), score=last.score, published=last.published,
                            id=last.id).encode()
-    counted = (_facets_from(first["facets"], bound if first["saturated"] else None)
-               if query.facets else None)
+    sample = min(first["sampled"], bound) if estimate is not None else None
+    counted = _facets_from(first["facets"], sample) if query.facets else None
     return SearchResults(total=total, total_articles=total_articles,
-                         total_is_estimate=first["saturated"], offset=query.offset,
+                         total_is_estimate=estimate is not None, offset=query.offset,
                          limit=query.limit, hits=hits, next=following, facets=counted)
 
 

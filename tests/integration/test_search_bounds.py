@@ -224,3 +224,25 @@ async def test_the_cli_says_about_and_continues_after_a_cursor(
             .model_dump()["hits"]] == [h.id for h in want.hits]
     deep = await asyncio.to_thread(cli, postgres_server.url, "--offset", "5000")
     assert deep.returncode == 2 and "after" in deep.stderr
+
+
+async def test_a_phrase_is_checked_on_a_window_of_articles_holding_its_words(
+    corpus: Corpus,
+) -> None:
+    """Three articles hold both words, two as the phrase: with room for all three in the
+    window the answer is exact; with a window of two it is an estimate, found among the
+    newest two."""
+    pool, _ = corpus
+    phrase = store.SearchQuery(q='"climate summit"', collapse=False, facets=True)
+    exact = await store.search(pool, phrase, bound=2)
+    assert sorted(h.id for h in exact.hits) == ["p-phrase", "p-russia"]
+    assert not exact.total_is_estimate and exact.total_articles == 2
+    assert exact.facets is not None and exact.facets.sample is None
+    narrow = await store.search(pool, phrase, bound=1)
+    assert narrow.total_is_estimate and narrow.facets is not None
+    assert {h.id for h in narrow.hits} <= {"p-phrase", "p-russia"}
+    assert (await store.facets(pool, phrase, bound=1)).sample is not None
+    # An excluded phrase is never relaxed (that would exclude more).
+    excluded = await store.search(pool, store.SearchQuery(q='climate -"climate summit"',
+                                                          collapse=False), bound=1)
+    assert "p-phrase" not in {h.id for h in excluded.hits}
