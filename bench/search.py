@@ -245,15 +245,25 @@ async def sizes(pool: asyncpg.Pool) -> list[str]:
 
 
 async def run(args: argparse.Namespace) -> int:
-    folder = Path(tempfile.mkdtemp(prefix="newsflow-bench-pg-", dir=args.tmp))
+    folder = args.reuse or Path(tempfile.mkdtemp(prefix="newsflow-bench-pg-", dir=args.tmp))
     server = PostgresServer(folder)
     server.start()
     try:
         pool = await store.connect(server.url, min_size=2, max_size=4)
         gen = Generator(args.seed, args.words)
-        load_s = await bulk_load(pool, gen, args.n)
-        rate1 = await index_rate(pool, gen, args.n, args.index_n, 1, args.batch)
-        rate2 = await index_rate(pool, gen, args.n + args.index_n, args.index_n, 2, args.batch)
+        load_s = 0.0
+        if args.reuse:  # loaded by an earlier run (--keep): new articles get new ids
+            async with pool.acquire() as conn:
+                first = await conn.fetchval("SELECT count(*) FROM articles")
+        else:
+            load_s = await bulk_load(pool, gen, args.n)
+            first = args.n
+            print(f"  loaded into {folder}", file=sys.stderr, flush=True)
+        if args.load_only:
+            await pool.close()
+            return 0
+        rate1 = await index_rate(pool, gen, first, args.index_n, 1, args.batch)
+        rate2 = await index_rate(pool, gen, first + args.index_n, args.index_n, 2, args.batch)
         async with pool.acquire() as conn:
             await conn.execute("VACUUM ANALYZE articles")
             count = await conn.fetchval("SELECT count(*) FROM articles")
@@ -277,7 +287,7 @@ async def run(args: argparse.Namespace) -> int:
         await pool.close()
     finally:
         server.stop()
-        if not args.keep:
+        if not (args.keep or args.reuse or args.load_only):
             import shutil
 
             shutil.rmtree(folder, ignore_errors=True)
@@ -324,6 +334,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--tmp", default=None, help="where the throwaway cluster lives")
     parser.add_argument("--keep", action="store_true", help="keep the cluster's files")
+    parser.add_argument("--load-only", action="store_true",
+                        help="load the articles, keep the cluster and stop")
+    parser.add_argument("--reuse", type=Path, default=None,
+                        help="time the queries on a cluster kept by an earlier run (no load)")
     sys.exit(asyncio.run(run(parser.parse_args())))
 
 
