@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from itertools import accumulate
 from pathlib import Path
@@ -51,6 +52,7 @@ class Generator:
     """Articles with a Zipf vocabulary of pseudo-words, entities, countries, dates, duplicates."""
 
     def __init__(self, seed: int, words: int) -> None:
+        self.seed = seed
         self.rng = random.Random(seed)
         syllables = [c + v for c in "bcdfghklmnprstvz" for v in "aeiou"]
         vocabulary: set[str] = set()
@@ -65,6 +67,10 @@ class Generator:
         self.organizations = [f"{n} Group" for n in names[1000:1200]]
         self.places = {n: f"{chr(65 + i % 26)}{chr(65 + i // 26 % 26)}"
                        for i, n in enumerate(names[1200:1500])}
+
+    def reseed(self, part: int) -> None:
+        """Articles of one part of the load, the same whichever process makes them."""
+        self.rng = random.Random(self.seed * 1_000_003 + part)
 
     def text(self, k: int) -> str:
         return " ".join(self.rng.choices(self.vocabulary, cum_weights=self.cum_weights, k=k))
@@ -138,6 +144,23 @@ def shapes(gen: Generator) -> dict[str, Callable[[], dict[str, Any]]]:
     }
 
 
+_worker: tuple[Generator, int] | None = None
+
+
+def _start_worker(seed: int, words: int, n: int) -> None:
+    global _worker  # noqa: PLW0603 -- one generator per worker process, made once
+    _worker = Generator(seed, words), n
+
+
+def _rows(first: int) -> list[tuple[Any, ...]]:
+    """The rows of articles first..first+CHUNK, exactly as the upsert writes them."""
+    if _worker is None:
+        raise RuntimeError("the worker was not started")
+    gen, n = _worker
+    gen.reseed(first)
+    return [store._row(gen.article(i)) for i in range(first, min(first + CHUNK, n))]
+
+
 async def bulk_load(pool: asyncpg.Pool, gen: Generator, n: int) -> float:
     """COPY n articles with the secondary indexes dropped, then build them; the seconds spent."""
     started = time.perf_counter()
@@ -149,15 +172,20 @@ async def bulk_load(pool: asyncpg.Pool, gen: Generator, n: int) -> float:
             await conn.execute(f'DROP INDEX "{row["indexname"]}"')
     queue: asyncio.Queue[list[tuple[Any, ...]] | None] = asyncio.Queue(maxsize=4)
 
-    def make_rows(first: int) -> list[tuple[Any, ...]]:
-        # The very rows the upsert writes.
-        return [store._row(gen.article(i)) for i in range(first, min(first + CHUNK, n))]
+    loop = asyncio.get_running_loop()
 
     async def produce() -> None:
-        for first in range(0, n, CHUNK):
-            rows = await asyncio.to_thread(make_rows, first)
-            await queue.put(rows)
-            print(f"  copied {min(first + CHUNK, n):>8}", file=sys.stderr, flush=True)
+        # Two processes generate (Python is the slower half of the load), in order.
+        with ProcessPoolExecutor(2, initializer=_start_worker,
+                                 initargs=(gen.seed, gen.words, n)) as workers:
+            pending: list[asyncio.Future[list[tuple[Any, ...]]]] = []
+            for first in range(0, n, CHUNK):
+                pending.append(loop.run_in_executor(workers, _rows, first))
+                if len(pending) >= 4:
+                    await queue.put(await pending.pop(0))
+                    print(f"  copied {first:>8}", file=sys.stderr, flush=True)
+            for future in pending:
+                await queue.put(await future)
         for _ in range(2):
             await queue.put(None)
 
