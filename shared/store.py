@@ -593,7 +593,7 @@ def _search_sql(query: SearchQuery, arg: _Args, bound: int) -> str:
                   "c.published ASC NULLS LAST, c.id) AS rn")
     newest = _NEWEST.replace("{a}.", "{p}")  # {p}: "p." or nothing
     if kind == "score":
-        tsq = f"websearch_to_tsquery(a.ts_config, {arg(q)})"
+        tsq = "t.query"  # parsed once per configuration, not once per candidate
         # The boost decays from the start of today, so the order is stable while paging.
         boost = (f"coalesce(power(0.5, greatest(extract(epoch FROM date_trunc('day', now()) "
                  f"- a.published), 0) / 86400.0 / {arg(query.half_life_days)}::float8), 0)")
@@ -609,7 +609,11 @@ def _search_sql(query: SearchQuery, arg: _Args, bound: int) -> str:
         ranked = f"""
             scored AS (
                 SELECT g.*, ({score})::float8 AS score
-                FROM grouped g JOIN articles a ON a.id = g.id WHERE g.nth <= {arg(bound)}
+                FROM grouped g JOIN articles a ON a.id = g.id
+                JOIN (SELECT c, websearch_to_tsquery(c, {arg(q)})
+                      FROM unnest({arg(list(ALL_CONFIGS))}::regconfig[]) c) t(config, query)
+                  ON t.config = a.ts_config
+                WHERE g.nth <= {arg(bound)}
             ), ranked AS (
                 SELECT c.*, {lead_first}, max(c.score) OVER (PARTITION BY c.story) AS story_score
                 FROM scored c
