@@ -131,6 +131,10 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     """Where the API listens: loopback unless configured (compose sets 0.0.0.0 for its port)."""
     api_port: int = 8000
+    search_bound: int = Field(1000, ge=1, le=100_000)
+    """Matching articles a search counts exactly, ranks by relevance and facets (the newest);
+    past it totals are estimates ("about 510,000"). Bounds each search's work at any archive
+    size; see docs/performance.md."""
 
     # Watches (see README, "Follow a subject").
     api_token: str = ""

@@ -2,7 +2,7 @@
 the search API and the CLI run. The indexer writes and the readers read the same tables, so the
 schema lives here, once."""
 
-import asyncio
+import base64
 import hashlib
 import html
 import json
@@ -68,7 +68,6 @@ CREATE TABLE IF NOT EXISTS articles (
     ) STORED
 );
 CREATE INDEX IF NOT EXISTS articles_document ON articles USING gin (document);
-CREATE INDEX IF NOT EXISTS articles_published ON articles (published DESC NULLS LAST);
 CREATE INDEX IF NOT EXISTS articles_language ON articles (language);
 CREATE INDEX IF NOT EXISTS articles_source ON articles (source);
 CREATE INDEX IF NOT EXISTS articles_countries ON articles USING gin (countries);
@@ -114,6 +113,30 @@ CREDIT_ALIASES: dict[str, str] = {
     "sport-informations-dienst": "sid", "anadolu agency": "aa", "anadolu ajansı": "aa",
 }
 
+# Issue #23: searches scan in date order and stop early; these two indexes are the orders (an
+# undated article sorts last both ways), and replace the plain published index. Relevance ranks
+# on `rank_document`, the title, lead and first lines: small enough to live in the row, where
+# ranking `document` read and decompressed ~10 kB of TOAST per candidate (first start on an
+# existing database rewrites the table once to add it).
+SEARCH_MIGRATION = """
+CREATE INDEX IF NOT EXISTS articles_newest
+    ON articles ((coalesce(published, '-infinity'::timestamptz)) DESC, id);
+CREATE INDEX IF NOT EXISTS articles_oldest
+    ON articles ((coalesce(published, 'infinity'::timestamptz)), id);
+DROP INDEX IF EXISTS articles_published;
+ALTER TABLE articles ADD COLUMN IF NOT EXISTS rank_document tsvector GENERATED ALWAYS AS (
+    setweight(to_tsvector(ts_config, coalesce(title, '')), 'A') ||
+    setweight(to_tsvector(ts_config, coalesce(description, '')), 'B') ||
+    setweight(to_tsvector(ts_config, left(coalesce(text, ''), 500)), 'C')
+) STORED;
+DO $$ BEGIN
+    -- Matching reads each candidate's document: lz4 decompresses several times faster than
+    -- the default pglz. New and rewritten rows only; skipped where the server lacks lz4.
+    ALTER TABLE articles ALTER COLUMN document SET COMPRESSION lz4;
+EXCEPTION WHEN feature_not_supported OR invalid_parameter_value THEN NULL;
+END $$;
+"""
+
 _COLUMNS = (
     "id", "url", "final_url", "canonical_url", "title", "description", "text", "authors", "tags",
     "site_name", "source", "image", "published", "modified", "language", "language_confidence",
@@ -150,11 +173,13 @@ async def connect(
             )
             await conn.execute(SCHEMA)
             await conn.execute(MIGRATION)
+            await conn.execute(SEARCH_MIGRATION)
             if migrating:
                 await _backfill_entity_columns(conn)
     finally:
         await conn.close()
-    server_settings = {"plan_cache_mode": "force_custom_plan"}
+    # JIT compilation was measured adding 1.4-2.1 s to searches that take tens of ms without it.
+    server_settings = {"plan_cache_mode": "force_custom_plan", "jit": "off"}
     if read_only:
         server_settings["default_transaction_read_only"] = "on"
     pool: asyncpg.Pool = await asyncpg.create_pool(
@@ -368,6 +393,13 @@ class SearchFilters(BaseModel):
         return self
 
 
+# Offsets serve the first pages only: a deep offset makes PostgreSQL walk every row before it.
+MAX_OFFSET = 1000
+# Searches count, rank and facet at most this many matching articles (the newest); past it the
+# totals are estimates. The API and CLI pass NEWSFLOW_SEARCH_BOUND.
+SEARCH_BOUND = 1000
+
+
 class SearchQuery(SearchFilters):
     """A search: filters, order, page, and whether to fold duplicates and count facets."""
 
@@ -384,7 +416,65 @@ class SearchQuery(SearchFilters):
         "first article, listed as `similar`."))
     facets: bool = Field(False, description="Also count facets for the query (see /facets).")
     limit: int = Field(10, ge=1, le=100)
-    offset: int = Field(0, ge=0, le=10_000)
+    offset: int = Field(0, ge=0, description=(
+        f"For the first pages only (up to {MAX_OFFSET:,}); page on with `after`."))
+    after: str | None = Field(None, max_length=1000, description=(
+        "Cursor: the `next` of the previous page, to continue after it (any depth)."))
+
+    @field_validator("offset")
+    @classmethod
+    def _shallow(cls, value: int) -> int:
+        if value > MAX_OFFSET:
+            raise ValueError(f"offsets stop at {MAX_OFFSET:,}; to page deeper pass `after`, "
+                             "the `next` cursor of the previous page")
+        return value
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _cursor(cls, value: Any) -> Any:
+        value = _blank_to_none(value)
+        if value is not None:
+            Cursor.decode(value)  # raises ValueError: a 422 that says the cursor is invalid
+        return value
+
+    @model_validator(mode="after")
+    def _cursor_fits(self) -> "SearchQuery":
+        if self.after is not None:
+            if self.offset:
+                raise ValueError("pass either offset or after, not both")
+            if Cursor.decode(self.after).kind != _page_kind(self):
+                raise ValueError("this cursor belongs to a search in another order")
+        return self
+
+
+class Cursor(BaseModel):
+    """Where a page ended (its last story's sort key): the next page starts after it."""
+
+    kind: Literal["score", "newest", "oldest"]
+    score: float = 0.0
+    published: datetime | None = None
+    id: str
+
+    def encode(self) -> str:
+        raw = [self.kind, self.score, self.published.isoformat() if self.published else None,
+               self.id]
+        return base64.urlsafe_b64encode(json.dumps(raw).encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, value: str) -> "Cursor":
+        try:
+            kind, score, published, id_ = json.loads(
+                base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+            return cls(kind=kind, score=score, published=published, id=id_)
+        except (ValueError, TypeError) as exc:  # binascii.Error and ValidationError included
+            raise ValueError("invalid cursor: pass the `next` of a previous page") from exc
+
+
+def _page_kind(query: SearchQuery) -> Literal["score", "newest", "oldest"]:
+    """How a search's pages are ordered: by score (relevance with words), else by date."""
+    if query.sort == "oldest":
+        return "oldest"
+    return "score" if query.sort == "relevance" and query.q.strip() else "newest"
 
 
 class FacetQuery(SearchFilters):
@@ -410,6 +500,9 @@ class Facets(BaseModel):
     places: list[FacetValue] = Field(default_factory=list)
     credits: list[FacetValue] = Field(default_factory=list)
     days: list[FacetValue] = Field(default_factory=list)
+    sample: int | None = Field(None, description=(
+        "Set when the search matched more articles than the bound: the counts are over this "
+        "many matching articles, the newest ones (\"facets over the newest N\")."))
 
 
 class SimilarArticle(BaseModel):
@@ -439,9 +532,15 @@ class SearchHit(BaseModel):
 class SearchResults(BaseModel):
     total: int = Field(description="Matching stories (articles, without collapse).")
     total_articles: int = Field(0, description="Matching articles, duplicates included.")
+    total_is_estimate: bool = Field(False, description=(
+        "The search matched more articles than the bound: both totals are estimates (show "
+        "them as \"about\"), relevance ranks the newest matches up to the bound, and facets "
+        "count those."))
     offset: int = 0
     limit: int = 10
     hits: list[SearchHit]
+    next: str | None = Field(None, description=(
+        "Cursor of the next page (pass it as `after`); null on the last page."))
     facets: Facets | None = None
 
 
@@ -457,13 +556,25 @@ def _snippet_html(raw: str | None) -> str:
     return escaped.replace(_START, "<mark>").replace(_STOP, "</mark>")
 
 
-def _match(param: str) -> str:
+def _match(param: str, a: str = "a", loose: bool = False) -> str:
     """The article matches the query in its own language's configuration. One OR term per
-    configuration keeps each tsquery a constant, so the GIN index is used."""
+    configuration keeps each tsquery a constant, so the GIN index is used. `loose` relaxes
+    phrases to all their words (`<->` to `&`): what GIN answers without reading documents."""
+
+    def tsquery(config: str) -> str:
+        exact = f"websearch_to_tsquery('{config}', {param})"
+        return f"regexp_replace({exact}::text, '<[0-9]+>|<->', '&', 'g')::tsquery" if loose \
+            else exact
+
     return "(" + " OR ".join(
-        f"(a.ts_config = '{c}'::regconfig AND a.document @@ websearch_to_tsquery('{c}', {param}))"
+        f"({a}.ts_config = '{c}'::regconfig AND {a}.document @@ {tsquery(c)})"
         for c in ALL_CONFIGS
     ) + ")"
+
+
+def _phrases(f: SearchFilters) -> bool:
+    """The words hold a "quoted phrase" (and no excluded one, which relaxing would widen)."""
+    return '"' in f.q and '-"' not in f.q
 
 
 class _Args:
@@ -481,159 +592,307 @@ def _day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
-def _where(f: SearchFilters, arg: _Args) -> str:
-    """The WHERE clause of a search over `articles a`."""
+def _where(f: SearchFilters, arg: _Args, a: str = "a", loose: bool = False) -> str:
+    """The WHERE clause of a search over `articles {a}` (`loose`: phrases relaxed)."""
     where: list[str] = []
     q = f.q.strip()
     if q:
-        where.append(_match(arg(q)))
+        where.append(_match(arg(q), a, loose))
     if f.language:
-        where.append(f"a.language = {arg(f.language.lower())}")
+        where.append(f"{a}.language = {arg(f.language.lower())}")
     if f.source:
         source = f.source.lower().removeprefix("www.")
-        where.append(f"(a.source = {arg(source)} OR lower(a.site_name) = {arg(source)})")
+        where.append(f"({a}.source = {arg(source)} OR lower({a}.site_name) = {arg(source)})")
     if f.entity:
-        where.append(f"a.entity_names @> ARRAY[{arg(f.entity.lower())}]::text[]")
+        where.append(f"{a}.entity_names @> ARRAY[{arg(f.entity.lower())}]::text[]")
     for kind, name in (("person", f.person), ("organization", f.organization),
                        ("place", f.place)):
         if name:
-            where.append(f"a.entity_keys @> ARRAY[{arg(f'{kind}:{name.lower()}')}]::text[]")
+            where.append(f"{a}.entity_keys @> ARRAY[{arg(f'{kind}:{name.lower()}')}]::text[]")
     if f.credit:
-        where.append(f"a.credit_keys @> ARRAY[{arg(credit_key(f.credit))}]::text[]")
+        where.append(f"{a}.credit_keys @> ARRAY[{arg(credit_key(f.credit))}]::text[]")
     if f.country:
-        where.append(f"a.countries @> ARRAY[{arg(f.country.upper())}]::text[]")
+        where.append(f"{a}.countries @> ARRAY[{arg(f.country.upper())}]::text[]")
     if f.since:
-        where.append(f"a.published >= {arg(_day_start(f.since))}")
+        where.append(f"{a}.published >= {arg(_day_start(f.since))}")
     if f.until:
-        where.append(f"a.published < {arg(_day_start(f.until + timedelta(days=1)))}")
+        where.append(f"{a}.published < {arg(_day_start(f.until + timedelta(days=1)))}")
     if f.has_duplicates is not None:
-        has = ("(a.duplicate_of IS NOT NULL OR EXISTS "
-               "(SELECT 1 FROM articles d WHERE d.duplicate_of = a.id))")
+        has = (f"({a}.duplicate_of IS NOT NULL OR EXISTS "  # noqa: S608 -- constant SQL and bind parameters
+               f"(SELECT 1 FROM articles {a}_d WHERE {a}_d.duplicate_of = {a}.id))")
         where.append(has if f.has_duplicates else f"NOT {has}")
     return " AND ".join(where) or "true"
 
 
-_ORDERS = {
-    "relevance": "{p}story_score DESC, {p}published DESC NULLS LAST, {p}id",
-    "date": "{p}published DESC NULLS LAST, {p}id",
-    "oldest": "{p}published ASC NULLS LAST, {p}id",
-}
+# The date orders as index keys (articles_newest, articles_oldest): undated articles last.
+_NEWEST = "coalesce({a}.published, '-infinity'::timestamptz)"
+_OLDEST = "coalesce({a}.published, 'infinity'::timestamptz)"
 
 
-def _search_sql(query: SearchQuery, arg: _Args) -> str:
-    clause = _where(query, arg)
+def _date_range(f: SearchFilters, arg: _Args, key: str) -> list[str]:
+    """The since/until filters restated on a date key, so that its index scan starts and stops
+    at the dates instead of filtering its way there (same rows: an undated article fails the
+    published filters anyway)."""
+    where = []
+    if f.since:
+        where.append(f"{key} >= {arg(_day_start(f.since))}")
+    if f.until:
+        where.append(f"{key} < {arg(_day_start(f.until + timedelta(days=1)))}")
+    return where
+
+
+_FACET_COLUMNS = (", a.language, a.source, a.countries, a.persons, a.organizations, a.places, "
+                  "a.credits")
+
+
+# A phrase is checked on at most this many times the bound of the newest articles holding all
+# its words: the check reads each document, and a phrase of common words can be rare.
+PHRASE_WINDOW = 2
+
+
+def _sample_sql(f: SearchFilters, arg: _Args, bound: int, columns: str = "") -> str:
+    """CTEs: `sample`, the newest `bound` + 1 matching articles, numbered (nth): what a search
+    counts, ranks and facets. An ordered scan of articles_newest that stops early when matches
+    are common, or a GIN bitmap and a top-N sort when they are rare: either way, bounded work.
+    With a phrase, `win` first takes the newest PHRASE_WINDOW x `bound` articles that hold all
+    its words, and the sample is the phrase's matches among them."""
+    key = _NEWEST.format(a="a")
+    if not _phrases(f):
+        where = " AND ".join([_where(f, arg), *_date_range(f, arg, key)])
+        return f"""win AS (SELECT NULL), sample AS MATERIALIZED (
+            SELECT x.*, row_number() OVER () AS nth FROM (
+                SELECT a.id, a.published, a.duplicate_of{columns} FROM articles a WHERE {where}
+                ORDER BY {key} DESC, a.id LIMIT {arg(bound + 1)}
+            ) x)"""  # noqa: S608 -- constant SQL and bind parameters
+    where = " AND ".join([_where(f, arg, loose=True), *_date_range(f, arg, key)])
+    return f"""win AS MATERIALIZED (
+            SELECT a.id, a.published, a.duplicate_of, a.ts_config, a.document{columns}
+            FROM articles a WHERE {where}
+            ORDER BY {key} DESC, a.id LIMIT {arg(bound * PHRASE_WINDOW)}
+        ), sample AS MATERIALIZED (
+            SELECT w.id, w.published, w.duplicate_of{columns.replace("a.", "w.")},
+                   row_number() OVER (ORDER BY {_NEWEST.format(a="w")} DESC, w.id) AS nth
+            FROM win w WHERE {_match(arg(f.q.strip()), "w")}
+        )"""  # noqa: S608 -- constant SQL and bind parameters
+
+
+def _story(a: str, collapse: bool) -> str:
+    """The story an article belongs to: the indexed article it duplicates, else itself."""
+    if not collapse:
+        return f"{a}.id"
+    return (f"CASE WHEN {a}.duplicate_of IS NOT NULL AND {a}.duplicate_of <> {a}.id "  # noqa: S608 -- constant SQL and bind parameters
+            f"AND EXISTS "
+            f"(SELECT 1 FROM articles l WHERE l.id = {a}.duplicate_of) "
+            f"THEN {a}.duplicate_of ELSE {a}.id END")
+
+
+def _represents(f: SearchFilters, arg: _Args, a: str = "a") -> str:
+    """The matching article represents its story: it is the story's first article, or that one
+    does not match and no matching duplicate was published before it. Decided per row with
+    index lookups (only duplicates need any), so that date-ordered pages can start anywhere."""
+    before = (f"(coalesce(s.published, 'infinity'::timestamptz), s.id) < "
+              f"(coalesce({a}.published, 'infinity'::timestamptz), {a}.id)")
+    return (f"({a}.duplicate_of IS NULL OR NOT EXISTS (SELECT 1 FROM articles l "  # noqa: S608 -- constant SQL and bind parameters
+            f"WHERE l.id = {a}.duplicate_of AND l.id <> {a}.id AND ({_where(f, arg, 'l')} "
+            f"OR EXISTS (SELECT 1 FROM articles s WHERE s.duplicate_of = l.id AND s.id <> {a}.id "
+            f"AND {before} AND {_where(f, arg, 's')}))))")
+
+
+def _facets_sql(top: str) -> str:
+    """Facet counts over the CTE `fm`, as one JSON array of [facet, value, count]."""
+    parts = [f"(SELECT 'languages', language, count(*) FROM fm GROUP BY 2 ORDER BY 3 DESC, "  # noqa: S608 -- constant SQL and bind parameters
+             f"2 "
+             f"LIMIT {top})",
+             f"(SELECT 'sources', source, count(*) FROM fm WHERE source IS NOT NULL "  # noqa: S608 -- constant SQL and bind parameters
+             f"GROUP BY 2 ORDER BY 3 DESC, 2 LIMIT {top})"]
+    parts += [f"(SELECT '{name}', v, count(*) FROM fm, unnest(fm.{name}) v "  # noqa: S608 -- constant SQL and bind parameters
+              f"GROUP BY 2 ORDER BY 3 DESC, 2 LIMIT {top})"
+              for name in ("countries", "persons", "organizations", "places")]
+    # Credits as written, counted once whatever their case.
+    parts.append(f"(SELECT 'credits', min(v), count(*) FROM fm, unnest(fm.credits) v "  # noqa: S608 -- constant SQL and bind parameters
+                 f"GROUP BY lower(v) ORDER BY 3 DESC, 2 LIMIT {top})")
+    parts.append("(SELECT 'days', to_char(published AT TIME ZONE 'UTC', 'YYYY-MM-DD'), count(*) "
+                 "FROM fm WHERE published IS NOT NULL GROUP BY 2 ORDER BY 2 LIMIT 3660)")
+    union = "\n UNION ALL ".join(parts)
+    return f"(SELECT json_agg(json_build_array(f, v, c)) FROM ({union}) AS x(f, v, c))"  # noqa: S608 -- constant SQL and bind parameters
+
+
+def _search_sql(query: SearchQuery, arg: _Args, bound: int) -> str:
     q = query.q.strip()
-    if q:
-        tsq = f"websearch_to_tsquery(a.ts_config, {arg(q)})"
+    kind = _page_kind(query)
+    cursor = Cursor.decode(query.after) if query.after else None
+    columns = _FACET_COLUMNS if query.facets else ""
+    ctes = _sample_sql(query, arg, bound, columns)
+    grouped = f"SELECT s.*, {_story('s', query.collapse)} AS story FROM sample s"  # noqa: S608 -- constant SQL and bind parameters
+    lead_first = ("row_number() OVER (PARTITION BY c.story ORDER BY c.id = c.story DESC, "
+                  "c.published ASC NULLS LAST, c.id) AS rn")
+    newest = _NEWEST.replace("{a}.", "{p}")  # {p}: "p." or nothing
+    if kind == "score":
+        tsq = "t.query"  # parsed once per configuration, not once per candidate
         # The boost decays from the start of today, so the order is stable while paging.
         # Past 1,000 half-lives the boost is nil; capped there, power() cannot underflow (an
         # error in PostgreSQL) for an old article and a short half-life.
         boost = (f"coalesce(power(0.5, least(greatest(extract(epoch FROM date_trunc('day', now()) "
                  f"- a.published), 0) / 86400.0 / {arg(query.half_life_days)}::float8, 1000)), 0)")
-        score = f"ts_rank_cd(a.document, {tsq}) * (1 + {arg(query.recency)}::float8 * {boost})"
-        snippet = f"ts_headline(a.ts_config, a.text, {tsq}, '{_HEADLINE_OPTIONS}')"
+        score = (f"ts_rank_cd(a.rank_document, {tsq}) * "
+                 f"(1 + {arg(query.recency)}::float8 * {boost})")
+        order = f"{{p}}story_score DESC, {newest} DESC, {{p}}id"
+        after = "true"
+        if cursor:
+            k = f"coalesce({arg(cursor.published)}::timestamptz, '-infinity'::timestamptz)"
+            s, i, key = arg(cursor.score), arg(cursor.id), newest.format(p="")
+            after = (f"(story_score < {s}::float8 OR (story_score = {s}::float8 AND ({key} < {k} "
+                     f"OR ({key} = {k} AND id > {i}::text))))")
+        ranked = f"""
+            scored AS (
+                SELECT g.*, ({score})::float8 AS score
+                FROM grouped g JOIN articles a ON a.id = g.id
+                JOIN (SELECT c, websearch_to_tsquery(c, {arg(q)})
+                      FROM unnest({arg(list(ALL_CONFIGS))}::regconfig[]) c) t(config, query)
+                  ON t.config = a.ts_config
+                WHERE g.nth <= {arg(bound)}
+            ), ranked AS (
+                SELECT c.*, {lead_first}, max(c.score) OVER (PARTITION BY c.story) AS story_score
+                FROM scored c
+            ), page AS (
+                SELECT * FROM ranked WHERE rn = 1 AND {after}
+                ORDER BY {order.format(p="")}
+                LIMIT {arg(query.limit + 1)} OFFSET {arg(query.offset)}
+            )"""  # noqa: S608 -- constant SQL and bind parameters
     else:
-        score, snippet = "0.0", "left(a.text, 240)"
+        key, direction = ((_OLDEST.format(a="a"), "") if kind == "oldest"
+                          else (_NEWEST.format(a="a"), " DESC"))
+        order = ((_OLDEST.replace("{a}.", "{p}") if kind == "oldest" else f"{newest} DESC")
+                 + ", {p}id")
+        where = [_where(query, arg), *_date_range(query, arg, key)]
+        if query.collapse:
+            where.append(_represents(query, arg))
+        if cursor and kind == "oldest":
+            where.append(f"({key}, a.id) > (coalesce({arg(cursor.published)}::timestamptz, "
+                         f"'infinity'::timestamptz), {arg(cursor.id)}::text)")
+        elif cursor:
+            k = f"coalesce({arg(cursor.published)}::timestamptz, '-infinity'::timestamptz)"
+            where.append(f"{key} <= {k} AND ({key} < {k} OR a.id > {arg(cursor.id)}::text)")
+        ranked = f"""
+            ranked AS (
+                SELECT c.*, {lead_first} FROM grouped c WHERE c.nth <= {arg(bound)}
+            ), page AS MATERIALIZED (
+                SELECT a.id, a.published, a.duplicate_of, 0.0::float8 AS story_score,
+                       {_story('a', query.collapse)} AS story
+                FROM articles a WHERE {" AND ".join(where)}
+                ORDER BY {key}{direction}, a.id
+                LIMIT {arg(query.limit + 1)} OFFSET {arg(query.offset)}
+            )"""  # noqa: S608 -- constant SQL and bind parameters
+    if q:
+        snippet = (f"ts_headline(a.ts_config, a.text, websearch_to_tsquery(a.ts_config, "
+                   f"{arg(q)}), '{_HEADLINE_OPTIONS}')")
+    else:
+        snippet = "left(a.text, 240)"
+    facets = f", {_facets_sql(arg(10))} AS facets" if query.facets else ", NULL AS facets"
+    windowed = (", (SELECT count(*) FROM win) AS windowed" if _phrases(query)
+                else ", NULL::bigint AS windowed")
     if query.collapse:
-        story = ("CASE WHEN m.duplicate_of IS NULL THEN m.id ELSE coalesce((SELECT l.id FROM "
-                 "articles l WHERE l.id = m.duplicate_of AND l.id <> m.id), m.id) END")
-    else:
-        story = "m.id"
-    order = _ORDERS[query.sort]
-    return f"""
-        WITH matched AS MATERIALIZED (
-            SELECT a.id, a.duplicate_of, a.published, ({score})::float8 AS score
-            FROM articles a WHERE {clause}
-        ), grouped AS (
-            SELECT m.*, {story} AS story FROM matched m
-        ), ranked AS (
-            SELECT g.*,
-                   row_number() OVER (PARTITION BY g.story ORDER BY g.id = g.story DESC,
-                                      g.published ASC NULLS LAST, g.id) AS rn,
-                   max(g.score) OVER (PARTITION BY g.story) AS story_score
-            FROM grouped g
-        ), totals AS (
-            SELECT count(*) FILTER (WHERE rn = 1) AS total, count(*) AS total_articles
-            FROM ranked
-        ), page AS (
-            SELECT * FROM ranked WHERE rn = 1
-            ORDER BY {order.format(p="")}
-            LIMIT {arg(query.limit)} OFFSET {arg(query.offset)}
-        )
-        SELECT t.total, t.total_articles, p.id, p.story_score AS score,
-               coalesce(a.url, a.canonical_url, a.final_url) AS url, a.title, a.site_name,
-               a.source, a.published, a.language, a.countries, a.duplicate_of,
-               {snippet} AS snippet,
-               (SELECT json_agg(json_build_object(
+        # The story's other matching articles, found through the story's id (primary key and
+        # articles_duplicate_of) rather than by rescanning the matches for every hit.
+        similar = f"""(SELECT json_agg(json_build_object(
                            'id', d.id, 'url', coalesce(d.url, d.canonical_url, d.final_url),
                            'title', d.title, 'source', d.source, 'published', d.published)
                        ORDER BY d.published ASC NULLS LAST, d.id)
-                FROM ranked s JOIN articles d ON d.id = s.id
-                WHERE s.story = p.story AND s.rn > 1) AS similar
+                FROM articles d WHERE (d.id = p.story OR d.duplicate_of = p.story)
+                AND d.id <> p.id AND {_where(query, arg, "d")})"""  # noqa: S608 -- constant SQL and bind parameters
+    else:
+        similar = "NULL"
+    return f"""
+        WITH {ctes}, grouped AS ({grouped}), {ranked},
+        fm AS (SELECT * FROM sample WHERE nth <= {arg(bound)}),
+        totals AS (
+            SELECT count(*) FILTER (WHERE rn = 1) AS total, count(*) AS total_articles,
+                   (SELECT count(*) FROM sample) AS sampled{windowed}{facets}
+            FROM ranked
+        )
+        SELECT t.total, t.total_articles, t.sampled, t.windowed, t.facets, p.id,
+               p.story_score AS score,
+               coalesce(a.url, a.canonical_url, a.final_url) AS url, a.title, a.site_name,
+               a.source, a.published, a.language, a.countries, a.duplicate_of,
+               {snippet} AS snippet, {similar} AS similar
         FROM totals t LEFT JOIN (page p JOIN articles a ON a.id = p.id) ON true
         ORDER BY {order.format(p="p.")}
     """  # noqa: S608 -- every value is a bind parameter; only constant SQL is interpolated
 
 
-_FACET_SQL = """
-    WITH m AS MATERIALIZED (
-        SELECT a.language, a.source, a.countries, a.persons, a.organizations, a.places,
-               a.published, a.credits
-        FROM articles a WHERE {clause}
-    )
-    (SELECT 'languages', language, count(*) FROM m GROUP BY 2 ORDER BY 3 DESC, 2 LIMIT {top})
-    UNION ALL
-    (SELECT 'sources', source, count(*) FROM m WHERE source IS NOT NULL
-     GROUP BY 2 ORDER BY 3 DESC, 2 LIMIT {top})
-    UNION ALL
-    (SELECT 'countries', v, count(*) FROM m, unnest(m.countries) v
-     GROUP BY 2 ORDER BY 3 DESC, 2 LIMIT {top})
-    UNION ALL
-    (SELECT 'persons', v, count(*) FROM m, unnest(m.persons) v
-     GROUP BY 2 ORDER BY 3 DESC, 2 LIMIT {top})
-    UNION ALL
-    (SELECT 'organizations', v, count(*) FROM m, unnest(m.organizations) v
-     GROUP BY 2 ORDER BY 3 DESC, 2 LIMIT {top})
-    UNION ALL
-    (SELECT 'places', v, count(*) FROM m, unnest(m.places) v
-     GROUP BY 2 ORDER BY 3 DESC, 2 LIMIT {top})
-    UNION ALL
-    (SELECT 'credits', min(v), count(*) FROM m, unnest(m.credits) v
-     GROUP BY lower(v) ORDER BY 3 DESC, 2 LIMIT {top})
-    UNION ALL
-    (SELECT 'days', to_char(published AT TIME ZONE 'UTC', 'YYYY-MM-DD'), count(*) FROM m
-     WHERE published IS NOT NULL GROUP BY 2 ORDER BY 2 LIMIT 3660)
-"""
+def _about(value: float) -> int:
+    """An estimate to two significant figures: "about 510,000", not a false 512,347."""
+    return int(float(f"{value:.2g}"))
 
 
-async def facets(pool: asyncpg.Pool, query: SearchFilters, top: int = 10) -> Facets:
-    """How the articles matching a search spread over languages, sources, countries, people,
-    organisations, places, credits and days."""
+async def _estimate(conn: Any, query: SearchFilters, loose: bool = False) -> float:
+    """How many articles match, from the planner's statistics (no scan): for totals past the
+    bound, where counting exactly would read every match."""
     arg = _Args()
-    clause = _where(query, arg)
-    sql = _FACET_SQL.format(clause=clause, top=arg(top))
-    async with pool.acquire() as conn:
-        rows = await conn.fetch(sql, *arg.values)
-    found: dict[str, list[FacetValue]] = {}
-    for facet, value, count in rows:
+    plan = await conn.fetchval(
+        f"EXPLAIN (FORMAT JSON) SELECT 1 FROM articles a WHERE {_where(query, arg, loose=loose)}",  # noqa: S608 -- constant SQL and bind parameters
+        *arg.values)
+    return float(json.loads(plan)[0]["Plan"]["Plan Rows"])
+
+
+async def _bounded_count(conn: Any, query: SearchFilters, bound: int, sampled: int,
+                         windowed: int | None) -> int | None:
+    """The number of matching articles when the sample did not hold them all, estimated (to
+    two figures); None when the sample is exact."""
+    if windowed is None:
+        if sampled <= bound:
+            return None
+        return _about(max(await _estimate(conn, query), sampled))
+    if sampled <= bound and windowed < bound * PHRASE_WINDOW:
+        return None
+    # The phrase matched this share of the newest articles holding all its words.
+    share = sampled / max(windowed, 1)
+    return _about(max(await _estimate(conn, query, loose=True) * share, sampled))
+
+
+def _facets_from(raw: str | None, sample: int | None) -> Facets:
+    found: dict[str, Any] = {"sample": sample}
+    for facet, value, count in json.loads(raw or "[]"):
         found.setdefault(facet, []).append(FacetValue(value=value, count=count))
     return Facets.model_validate(found)
 
 
-async def search(pool: asyncpg.Pool, query: SearchQuery) -> SearchResults:
-    """Ranked full-text search with filters, highlighted snippets, duplicates folded under their
-    first article, the total count and (when asked) facets."""
+async def facets(pool: asyncpg.Pool, query: SearchFilters, top: int = 10,
+                 bound: int = SEARCH_BOUND) -> Facets:
+    """How the articles matching a search spread over languages, sources, countries, people,
+    organisations, places and days: exact up to `bound` matches, else over the newest `bound`."""
     arg = _Args()
-    sql = _search_sql(query, arg)
+    ctes = _sample_sql(query, arg, bound, _FACET_COLUMNS)
+    windowed = "(SELECT count(*) FROM win)" if _phrases(query) else "NULL::bigint"
+    sql = f"""
+        WITH {ctes}, fm AS (SELECT * FROM sample WHERE nth <= {arg(bound)})
+        SELECT {_facets_sql(arg(top))}, (SELECT count(*) FROM sample), {windowed}
+    """  # noqa: S608 -- every value is a bind parameter; only constant SQL is interpolated
+    async with pool.acquire() as conn:
+        raw, sampled, in_window = (await conn.fetch(sql, *arg.values))[0]  # one row: no FROM
+    exact = (sampled <= bound if in_window is None
+             else sampled <= bound and in_window < bound * PHRASE_WINDOW)
+    return _facets_from(raw, None if exact else min(sampled, bound))
 
-    async def fetch_hits() -> list[asyncpg.Record]:
-        async with pool.acquire() as conn:
-            return await conn.fetch(sql, *arg.values)
 
-    if query.facets:
-        rows, counted = await asyncio.gather(fetch_hits(), facets(pool, query))
-    else:
-        rows, counted = await fetch_hits(), None
+async def search(pool: asyncpg.Pool, query: SearchQuery,
+                 bound: int = SEARCH_BOUND) -> SearchResults:
+    """Ranked full-text search with filters, highlighted snippets, duplicates folded under their
+    first article, totals and (when asked) facets.
+
+    The work is bounded, whatever the archive's size: totals are exact up to `bound` matching
+    articles and estimated past it; relevance ranks the newest `bound` matches; facets count
+    them. Date orders page through every match, by cursor."""
+    arg = _Args()
+    sql = _search_sql(query, arg, bound)
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(sql, *arg.values)
+        first = rows[0]
+        total, total_articles = first["total"], first["total_articles"]
+        estimate = await _bounded_count(conn, query, bound, first["sampled"], first["windowed"])
+        if estimate is not None:
+            total = _about(estimate * total / max(total_articles, 1))
+            total_articles = estimate
     hits = [
         SearchHit(
             id=r["id"], url=r["url"], title=r["title"], site_name=r["site_name"],
@@ -644,13 +903,36 @@ async def search(pool: asyncpg.Pool, query: SearchQuery) -> SearchResults:
         )
         for r in rows if r["id"] is not None
     ]
-    return SearchResults(total=rows[0]["total"], total_articles=rows[0]["total_articles"],
-                         offset=query.offset, limit=query.limit, hits=hits, facets=counted)
+    following = None
+    if len(hits) > query.limit:
+        hits = hits[:query.limit]
+        last = hits[-1]
+        following = Cursor(kind=_page_kind(query), score=last.score, published=last.published,
+                           id=last.id).encode()
+    sample = min(first["sampled"], bound) if estimate is not None else None
+    counted = _facets_from(first["facets"], sample) if query.facets else None
+    return SearchResults(total=total, total_articles=total_articles,
+                         total_is_estimate=estimate is not None, offset=query.offset,
+                         limit=query.limit, hits=hits, next=following, facets=counted)
+
+
+async def count_articles(conn: Any, exact_up_to: int = 1000) -> tuple[int, bool]:
+    """How many articles are stored, and whether that is an estimate: counted up to
+    `exact_up_to`, past it the planner's row estimate (kept by autovacuum), so the cost does not
+    grow with the table."""
+    counted = await conn.fetchval(
+        "SELECT count(*) FROM (SELECT 1 FROM articles LIMIT $1) x", exact_up_to + 1)
+    if counted <= exact_up_to:
+        return counted, False
+    estimate = await conn.fetchval(
+        "SELECT reltuples::bigint FROM pg_class WHERE oid = 'articles'::regclass")
+    return max(estimate, counted), True
 
 
 def _article(row: asyncpg.Record) -> dict[str, Any]:
     article = {k: v for k, v in dict(row).items()
-               if k not in ("document", "ts_config", "entity_keys", "credit_keys")}
+               if k not in ("document", "rank_document", "ts_config", "entity_keys",
+                            "credit_keys")}
     for key in ("entities", "trace"):
         article[key] = json.loads(article[key])
     article["reading_minutes"] = reading_minutes(article["words"])

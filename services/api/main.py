@@ -97,22 +97,26 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/health")
     async def health(db: Pool) -> dict[str, Any]:
-        """Ready when the search store answers."""
+        """Ready when the search store answers; the article count is exact up to 1,000 and the
+        planner's estimate past it (`articles_is_estimate`), so it costs the same at any size."""
         async with db.acquire() as conn:
-            articles = await conn.fetchval("SELECT count(*) FROM articles")
-        return {"status": "ok", "articles": articles}
+            articles, estimated = await store.count_articles(conn)
+        return {"status": "ok", "articles": articles, "articles_is_estimate": estimated}
 
     @app.get("/search", response_model=store.SearchResults)
     async def search(db: Pool, query: Annotated[store.SearchQuery, Query()]) -> Any:
         """Ranked full-text search with filters, highlighted snippets, duplicates folded under
-        their first article, total counts, and facets with `facets=true`."""
-        return await store.search(db, query)
+        their first article, total counts, and facets with `facets=true`. Totals are exact up
+        to NEWSFLOW_SEARCH_BOUND matching articles and estimates past it
+        (`total_is_estimate`); relevance then ranks, and facets count, the newest that many.
+        Page with `offset` (first pages) or `after` = the previous page's `next` (any depth)."""
+        return await store.search(db, query, bound=settings.search_bound)
 
     @app.get("/facets", response_model=store.Facets)
     async def facets(db: Pool, query: Annotated[store.FacetQuery, Query()]) -> Any:
         """How the articles matching a search spread over languages, sources, countries, people,
         organisations, places and days (counts of articles, duplicates included)."""
-        return await store.facets(db, query, top=query.top)
+        return await store.facets(db, query, top=query.top, bound=settings.search_bound)
 
     @app.get("/articles/{article_id}")
     async def get_article(

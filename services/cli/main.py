@@ -443,7 +443,11 @@ def search(
     collapse: Annotated[bool, typer.Option(help="Fold duplicates under their story.")] = True,
     facets: Annotated[bool, typer.Option(help="Also count facets.")] = False,
     limit: Annotated[int, typer.Option(min=1, max=100)] = 10,
-    offset: Annotated[int, typer.Option(min=0)] = 0,
+    offset: Annotated[int, typer.Option(min=0, help=(
+        # Not store.MAX_OFFSET: reading it would load the store for every command's --help.
+        "First pages only (up to 1,000); deeper, use --after."))] = 0,
+    after: Annotated[str | None, typer.Option(
+        help="Continue after this cursor (the `next:` a previous page printed).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Search what was indexed."""
@@ -459,18 +463,23 @@ def search(
             "since": since.date() if since else None, "until": until.date() if until else None,
             "has_duplicates": has_duplicates, "sort": sort, "recency": recency,
             "collapse": collapse, "facets": facets, "limit": limit, "offset": offset,
+            "after": after,
         })
     except ValidationError as exc:
         for error in exc.errors():
             where = ".".join(str(part) for part in error["loc"]) or "query"
             typer.echo(f"error: {where}: {error['msg']}", err=True)
         raise typer.Exit(2) from None
-    results: store.SearchResults = _with_store(lambda pool: store.search(pool, q))
+    from shared.settings import Settings
+
+    bound = Settings().search_bound
+    results: store.SearchResults = _with_store(lambda pool: store.search(pool, q, bound=bound))
     if as_json:
         typer.echo(results.model_dump_json())
         return
-    typer.echo(f"{plural(results.total, 'story', 'stories')} found "
-               f"({plural(results.total_articles, 'article', 'articles')})")
+    about = "about " if results.total_is_estimate else ""
+    typer.echo(f"{about}{plural(results.total, 'story', 'stories')} found "
+               f"({about}{plural(results.total_articles, 'article', 'articles')})")
     for hit in results.hits:
         day = hit.published.date().isoformat() if hit.published else "----------"
         typer.echo(f"{hit.id}  {day}  {hit.source or '-'}  [{hit.language}]  {hit.title}")
@@ -480,15 +489,19 @@ def search(
             typer.echo(f"    {len(hit.similar)} similar: "
                        + ", ".join(f"{s.id} {s.source or '-'}" for s in hit.similar))
     if results.facets:
-        for name, values in results.facets.model_dump().items():
+        if results.facets.sample:
+            typer.echo(f"facets over the newest {results.facets.sample:,} matching articles:")
+        for name, values in results.facets.model_dump(exclude={"sample"}).items():
             if values and name != "days":
                 typer.echo(f"{name}: " + ", ".join(f"{v['value']} ({v['count']})"
                                                    for v in values))
+    if results.next:
+        typer.echo(f"next: {results.next}  (more with --after {results.next})")
 
 
 def plural(count: int, one: str, many: str) -> str:
-    """ "1 story", "2 stories"."""
-    return f"{count} {one if count == 1 else many}"
+    """ "1 story", "2 stories", "12,000 stories"."""
+    return f"{count:,} {one if count == 1 else many}"
 
 
 @app.command()

@@ -88,7 +88,8 @@ async def test_article_and_health(api: httpx.AsyncClient) -> None:
     assert got["id"] == "s001" and "entity_keys" not in got and "persons" in got
     missing = await api.get("/articles/nope")
     assert missing.status_code == 404 and missing.json()["detail"] == "no article 'nope'"
-    assert (await api.get("/health")).json() == {"status": "ok", "articles": 247}
+    assert (await api.get("/health")).json() == {"status": "ok", "articles": 247,
+                                                 "articles_is_estimate": False}
 
 
 @pytest.mark.parametrize(("params", "reason"), [
@@ -172,6 +173,7 @@ async def test_the_api_started_before_postgresql_waits_for_it() -> None:
     assert not started.done()  # waiting, not exited
     await asyncio.to_thread(server.start)
     try:
-        assert await asyncio.wait_for(started, 30) == {"status": "ok", "articles": 0}
+        assert await asyncio.wait_for(started, 30) == {"status": "ok", "articles": 0,
+                                                       "articles_is_estimate": False}
     finally:
         await asyncio.to_thread(server.stop)

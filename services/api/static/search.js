@@ -32,7 +32,7 @@ function go(params) {
 function setParam(key, value) {
   const params = state();
   params.set(key, value);
-  params.delete("offset");
+  params.delete("offset"); params.delete("after"); params.delete("from");
   go(params);
 }
 
@@ -40,7 +40,7 @@ function dropParam(key) {
   const params = state();
   params.delete(key);
   if (key === "since") params.delete("until");
-  params.delete("offset");
+  params.delete("offset"); params.delete("after"); params.delete("from");
   go(params);
 }
 
@@ -49,7 +49,7 @@ document.getElementById("search").addEventListener("submit", (event) => {
   const params = state();
   params.set("q", document.getElementById("q").value);
   params.set("sort", document.getElementById("sort").value);
-  params.delete("offset");
+  params.delete("offset"); params.delete("after"); params.delete("from");
   go(params);
 });
 window.addEventListener("popstate", run);
@@ -85,7 +85,7 @@ function renderFacets(facets) {
       list.append(el("li", {},
         el("button", {dataset: {facet: "day"}, onclick: () => {
           const params = state();
-          params.set("since", value); params.set("until", value); params.delete("offset");
+          params.set("since", value); params.set("until", value); params.delete("offset"); params.delete("after"); params.delete("from");
           go(params);
         }}, value),
         el("span", {className: "n"}, String(count))));
@@ -129,6 +129,7 @@ async function run() {
   // No words and no filter: the page shows what is indexed, the latest first (every score is
   // equal, so relevance orders by date), and the top facets.
   const browsing = !params.get("q") && !FILTERS.some((key) => params.get(key));
+  request.delete("from");  // the page's own: where a cursor page starts, for the numbering
   request.set("facets", "true");
   request.set("limit", String(LIMIT));
   document.body.dataset.state = "loading";
@@ -148,19 +149,21 @@ async function run() {
     document.body.dataset.state = "error";
     return;
   }
-  const offset = body.offset;
+  const offset = params.has("after") ? Number(params.get("from") || 0) : body.offset;
   const shown = `${offset + 1}–${offset + body.hits.length}`;
+  // Past the search bound the totals are estimates: say so ("about 510,000 stories").
+  const about = body.total_is_estimate ? "about " : "";
   let summary;
   if (browsing) {
     summary = body.total_articles
-      ? `${count(body.total_articles, "article", "articles")} indexed ` +
-        `(${count(body.total, "story", "stories")}). ` +
+      ? `${about}${count(body.total_articles, "article", "articles")} indexed ` +
+        `(${about}${count(body.total, "story", "stories")}). ` +
         (offset ? `Newest first, ${shown}:` : "The latest:")
       : "Nothing indexed yet. Publish articles with: newsflow publish URL";
   } else {
     summary = body.total
-      ? `${count(body.total, "story", "stories")} ` +
-        `(${count(body.total_articles, "article", "articles")}) — ${shown}`
+      ? `${about}${count(body.total, "story", "stories")} ` +
+        `(${about}${count(body.total_articles, "article", "articles")}) — ${shown}`
       : "Nothing found.";
   }
   document.getElementById("summary").textContent = summary;
@@ -170,8 +173,15 @@ async function run() {
   const pager = document.getElementById("pager");
   pager.replaceChildren();
   const page = (to) => { const p = state(); p.set("offset", String(to)); go(p); };
-  if (offset > 0) pager.append(el("button", {id: "prev", onclick: () => page(Math.max(0, offset - LIMIT))}, "← Previous"));
-  if (offset + body.hits.length < body.total) pager.append(el("button", {id: "next", onclick: () => page(offset + LIMIT)}, "Next →"));
+  // Offsets for the first pages (the API takes them up to 1,000), then the cursor (any depth);
+  // Previous from a cursor page goes back the way we came.
+  const following = () => {
+    if (!params.has("after") && offset + 2 * LIMIT <= 1000) return page(offset + LIMIT);
+    const p = state(); p.delete("offset"); p.set("after", body.next); p.set("from", String(offset + body.hits.length)); go(p);
+  };
+  if (params.has("after")) pager.append(el("button", {id: "prev", onclick: () => history.back()}, "← Previous"));
+  else if (offset > 0) pager.append(el("button", {id: "prev", onclick: () => page(Math.max(0, offset - LIMIT))}, "← Previous"));
+  if (body.next) pager.append(el("button", {id: "next", onclick: following}, "Next →"));
   document.body.dataset.state = "ready";
 }
 
