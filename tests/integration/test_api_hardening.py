@@ -61,7 +61,7 @@ async def api(postgres_server: PostgresServer) -> AsyncIterator[httpx.AsyncClien
     ({"since": "0000-01-01"}, "since"),
     ({"since": "2024-05-02", "until": "2024-05-01"}, "since must be on or before until"),
     ({"limit": "1000000000000000000000"}, "less than or equal to 100"),
-    ({"offset": "99999999999999999999"}, "less than or equal to 10000"),
+    ({"offset": "99999999999999999999"}, "offsets stop at 1,000"),
     ({"limit": "0"}, "greater than or equal to 1"),
     ({"offset": "1.5"}, "valid integer"),
 ])
@@ -80,7 +80,7 @@ async def test_the_widest_valid_values_answer(api: httpx.AsyncClient) -> None:
     for params in ({"since": "0001-01-01", "until": "9999-12-30"},
                    {"half_life_days": "0.01", "recency": "10"},
                    {"half_life_days": "3650", "sort": "oldest", "limit": "100",
-                    "offset": "10000"}):
+                    "offset": "1000"}):
         response = await api.get("/search", params={"q": "Rahmon", **params})
         assert response.status_code == 200, (params, response.text)
     # The ancient article and the shortest half-life: a boost of nothing, not an underflow.
@@ -116,7 +116,7 @@ async def test_the_search_page_has_no_inline_script_or_style(api: httpx.AsyncCli
     assert "<style" not in page and " on" + "click=" not in page and " style=" not in page
     bodies = [part.split(">", 1)[1].split("</script>", 1)[0]
               for part in page.split("<script")[1:]]
-    assert bodies == [""]
+    assert bodies and all(body == "" for body in bodies)
     script = await api.get("/static/search.js")
     assert script.headers["content-type"].startswith("text/javascript")
     assert "fetch(" in script.text
