@@ -51,11 +51,13 @@ def create_app(settings: Settings) -> AsgiFastStream:
     async def on_article_indexed(event: ArticleIndexed) -> Emit | None:
         assert opened.matcher is not None  # noqa: S101 -- set at startup
         found = await opened.matcher.matches(event)
-        for match in found:
-            logger.info("matched %s %s %r", event.id, match.watch_name, match.title,
-                        extra={"article_id": event.id})
         if not found:
             return None
+        names = sorted(m.watch_name for m in found)
+        # One line per article, whatever the number of watches it matched.
+        logger.info("matched %s %r %d %s: %s%s", event.id, found[0].title, len(found),
+                    "watch" if len(found) == 1 else "watches", ", ".join(names[:5]),
+                    ", …" if len(names) > 5 else "", extra={"article_id": event.id})
         first, *rest = found
 
         def the_others(tx: Pipeline) -> None:
