@@ -176,3 +176,32 @@ async def test_an_empty_index_says_so_and_counts_are_singular(page: Any, site: s
     await ready(page)
     assert await page.get_attribute("body", "data-view") == "search"
     assert await page.text_content("#summary") == "1 story (1 article) — 1–1"
+
+
+async def test_a_cursor_page_is_numbered_and_pages_on(
+    page: Any, site: str, postgres_server: PostgresServer
+) -> None:
+    """Deep pages go by cursor (`after`, with `from` for the numbering, never sent to the
+    API); Previous goes back the way we came."""
+    await page.goto(site + "?sort=date")
+    await ready(page)
+    first_page = await shown_ids(page)
+    pool = await store.connect(postgres_server.url)
+    try:
+        first = await store.search(pool, store.SearchQuery(sort="date", limit=10))
+    finally:
+        await pool.close()
+    assert first.next and [h.id for h in first.hits] == first_page
+    await page.goto(site + f"?sort=date&after={first.next}&from=10")
+    await ready(page)
+    assert "11–20" in (await page.text_content("#summary") or "")
+    second_page = await shown_ids(page)
+    assert len(second_page) == 10 and not set(first_page) & set(second_page)
+    await page.click("#next")
+    await page.wait_for_url("**from=20**")
+    await ready(page)
+    assert "21–30" in (await page.text_content("#summary") or "")
+    await page.click("#prev")
+    await page.wait_for_url("**from=10**")
+    await ready(page)
+    assert await shown_ids(page) == second_page
