@@ -53,7 +53,9 @@ from shared.settings import Settings  # noqa: E402
 from shared.streams import DATA_FIELD, DEAD, INDEXED, STAGES, SUBMITTED  # noqa: E402
 from tests.servers import PostgresServer, RedisServer  # noqa: E402
 
-WORKERS = ("fetcher", "parser", "enricher", "indexer")
+# The watcher reads articles:indexed: with no watches it only acknowledges, but nothing may
+# stay pending there either.
+WORKERS = ("fetcher", "parser", "enricher", "indexer", "watcher")
 
 _STARTED: list[Any] = []
 """What a run started (servers, replicas): stopped by main() however the run ends."""
