@@ -5,6 +5,7 @@ and a second `up` that carries on where the first stopped."""
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -74,6 +75,7 @@ def data_dir() -> Iterator[Path]:
     folder = Path(tempfile.mkdtemp(prefix="newsflow-up-"))
     folder.chmod(0o755)
     yield folder / "data"
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
