@@ -15,6 +15,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import spacy
 from spacy.tokens import Doc, DocBin
@@ -176,9 +177,8 @@ def _repaired(tags: list[str]) -> list[str]:
     """IOB with every I- that does not continue its own label turned into a B-."""
     fixed: list[str] = []
     for i, tag in enumerate(tags):
-        if tag.startswith("I-") and (i == 0 or fixed[i - 1][2:] != tag[2:]):
-            tag = "B-" + tag[2:]
-        fixed.append(tag)
+        continues = i > 0 and fixed[i - 1][2:] == tag[2:]
+        fixed.append("B-" + tag[2:] if tag.startswith("I-") and not continues else tag)
     return fixed
 
 
@@ -188,8 +188,8 @@ def read_wikiann(path: Path) -> list[Sentence]:
     tokens: list[str] = []
     tags: list[str] = []
     with gzip.open(path, "rt", encoding="utf-8") as lines:
-        for line in lines:
-            line = line.rstrip("\n")
+        for raw in lines:
+            line = raw.rstrip("\n")
             if not line.strip():
                 if tokens:
                     sentences.append((tokens, _repaired(tags)))
@@ -232,7 +232,8 @@ def germeval_halves(data: Path) -> tuple[list[Sentence], list[Sentence]]:
     return sentences[:middle], sentences[middle:]
 
 
-def to_doc(nlp: spacy.Language, sentence: Sentence) -> Doc:
+def to_doc(nlp: Any, sentence: Sentence) -> Doc:
+    """The sentence as a spaCy Doc with its entities set (tokens joined by single spaces)."""
     tokens, tags = sentence
     doc = Doc(nlp.vocab, words=tokens, spaces=[True] * len(tokens))
     doc.ents = biluo_tags_to_spans(doc, iob_to_biluo(tags))
@@ -253,7 +254,7 @@ def corpus(
     data: Path, languages: tuple[str, ...], per_language: int, germeval_half: bool, seed: int
 ) -> tuple[list[Sentence], list[Sentence]]:
     """(train, dev) sentences; dev is a small slice of each train split, for spaCy's logger."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - a reproducible shuffle, not a secret
     train: list[Sentence] = []
     dev: list[Sentence] = []
     for language in languages:
