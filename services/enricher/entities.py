@@ -4,7 +4,10 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
+
+import spacy
 
 from shared.messages import Entity
 
@@ -33,6 +36,19 @@ TITLES = frozenset(
         "dirigeante", "chef", "patron", "patronne", "präsident", "präsidentin", "kanzler",
         "kanzlerin", "bundeskanzler", "bundeskanzlerin", "ministerin", "staatschef",
         "regierungschef", "regierungschefin", "könig", "königin", "herr", "frau",
+        # German genitives ("des Bundeskanzlers Merz"), and the titles of the languages the
+        # multilingual model reads (nl, es, it, pt, pl).
+        "präsidenten", "kanzlers", "bundeskanzlers", "ministerpräsident",
+        "ministerpräsidenten", "außenminister", "außenministerin", "außenministers",
+        "bürgermeister", "bürgermeisterin", "bürgermeisters", "parteichef", "parteichefin",
+        "vorsitzende", "vorsitzenden", "premierminister", "koning", "koningin",
+        "burgemeester", "voorzitter", "minister-president", "heer", "mevrouw",
+        "presidente", "presidenta", "ministro", "ministra", "primo", "primer", "primera",
+        "rey", "reina", "re", "regina", "papa", "don", "doña", "señor", "señora", "sr", "sra",
+        "signor", "signora", "sig", "dott", "juez", "jueza", "giudice", "alcalde", "alcaldesa",
+        "sindaco", "prefeito", "prefeita", "senhor", "senhora", "governador", "governadora",
+        "prezydent", "prezydenta", "premiera", "kanclerz", "kanclerza", "pan",
+        "pani", "marszałek", "burmistrz", "szef", "szefowa", "wiceprezydent", "przewodniczący",
     }
 )
 _TITLE_BEFORE = re.compile(
@@ -44,7 +60,38 @@ _TITLE_BEFORE = re.compile(
 _EDGE_JUNK = " \t\n\"'“”‘’()[],;:"
 _ELIDED_ARTICLE = re.compile(r"([lLdD])['’](?=\w)")
 _POSSESSIVE = re.compile(r"(?:'s|’s|'|’)$")
+# Organisation cues that lead the name ("Banco Santander", "Partido Popular", "FC Porto").
+_LEADING_ORG_CUES = frozenset(
+    {"banco", "banca", "bank", "partido", "partito", "partia", "partij", "ministerio",
+     "ministero", "ministério", "ministerstwo", "ministerium", "universidad", "università",
+     "universidade", "uniwersytet", "université", "universiteit", "fc", "ac", "sv", "vfb",
+     "vfl", "tsv", "fundación", "fondazione", "fundação", "instituto", "istituto", "instytut",
+     "institut", "agencia", "agenzia", "agência", "agencja", "comisión", "commissione",
+     "comissão", "komisja", "consejo", "consiglio", "conselho", "tribunal", "gruppo", "grupo",
+     "grupa"}
+)
 _EVENT_WORDS = frozenset({"war", "revolution", "uprising", "crisis", "election", "elections"})
+# Words that make a name an organisation whatever the model says: legal forms and the nouns of
+# company, party, ministry, bank and university names in the languages read ("Uniper SE",
+# "Deutsche Bank", "Partido Popular", "Ministerstwo Zdrowia").
+ORG_CUES = frozenset(
+    {
+        "gmbh", "ag", "se", "kg", "kgaa", "ltd", "plc", "inc", "corp", "llc", "co", "sa", "spa",
+        "srl", "sl", "nv", "bv", "ab", "asa", "oyj", "holding", "holdings", "group", "gruppe",
+        "bank", "banco", "banca", "banque", "bancorp", "partei", "party", "partido", "partito",
+        "partij", "parti", "partia", "ministerium", "ministry", "ministerio", "ministero",
+        "ministério", "ministerstwo", "ministère", "ministerie", "universität", "university",
+        "universidad", "università", "universidade", "uniwersytet", "université",
+        "universiteit", "stiftung", "foundation", "fundación", "fondazione", "fundação",
+        "verein", "verband", "institut", "institute", "instituto", "istituto", "instytut",
+        "agentur", "agency", "agencia", "agenzia", "agência", "agencja", "kommission",
+        "commission", "comisión", "commissione", "comissão", "komisja", "gewerkschaft",
+        "council", "rat", "consejo", "consiglio", "conselho", "rada", "tribunal",
+        "gericht", "bundesgericht", "bundesamt", "court", "fc", "club", "airlines", "airways",
+        "motors", "energie", "energy", "telecom", "telekom", "fiscalía", "polizei", "police",
+        "policía", "polizia", "polícia", "policja",
+    }
+)
 _LABELS = {"PERSON", "ORG", "GPE", "LOC", "NORP", "FAC"}
 _PLACE_LABELS = {"GPE", "LOC", "FAC"}
 # The French model's labels, read as the English ones. MISC (events, works, "Premier ministre
@@ -165,6 +212,69 @@ def _merged_ents(doc: Any, gazetteer: Gazetteer) -> list[_Ent]:
     return merged
 
 
+# "Francia y Alemania", "Egipto o Mauritania": two names the compact model read as one.
+_CONJUNCTIONS = frozenset(
+    {"y", "e", "o", "u", "i", "ou", "und", "oder", "and", "or", "et", "en", "oraz", "lub",
+     "albo", "ni", "oppure", "sowie"}
+)
+# Articles that begin names ("El País", "La Stampa", "De Telegraaf", "Der Spiegel").
+_NAME_ARTICLES = frozenset(
+    {"el", "la", "los", "las", "il", "lo", "gli", "le", "les", "de", "het", "der", "die", "das",
+     "o", "a", "os", "as", "the"}
+)
+_WORD_SPAN = re.compile(r"\S+")
+
+
+@lru_cache(maxsize=16)
+def stop_words(language: str) -> frozenset[str]:
+    """spaCy's stop words of a language ("pero", "además"), or none for a language it lacks."""
+    try:
+        return frozenset(spacy.util.get_lang_class(language).Defaults.stop_words)
+    except ImportError:
+        return frozenset()
+
+
+def _trimmed(ent: _Ent, text: str, stops: frozenset[str]) -> list[_Ent]:
+    """The span without the sentence words the compact model takes in with a name ("Pero",
+    "Albania deberán"), cut at a conjunction between two names."""
+    words = [
+        (m.start() + ent.start_char, m.end() + ent.start_char)
+        for m in _WORD_SPAN.finditer(ent.text)
+    ]
+    parts: list[list[tuple[int, int]]] = [[]]
+    for start, end in words:
+        word = text[start:end]
+        if word.casefold() in _CONJUNCTIONS and word.islower() and ent.label != "ORG":
+            # Organisations keep theirs: "Ministerie van Justitie en Veiligheid".
+            parts.append([])
+        else:
+            parts[-1].append((start, end))
+    found: list[_Ent] = []
+    for part in parts:
+        first, last = 0, len(part)
+        while first < last and _is_sentence_word(text[slice(*part[first])], stops, True):
+            first += 1
+        while first < last and _is_sentence_word(text[slice(*part[last - 1])], stops, False):
+            last -= 1
+        if first < last:
+            start, end = part[first][0], part[last - 1][1]
+            found.append(_Ent(text[start:end], ent.label, start, end))
+    return found
+
+
+def _is_sentence_word(word: str, stops: frozenset[str], leading: bool) -> bool:
+    folded = word.casefold().strip(_EDGE_JUNK)
+    if not folded:
+        return True
+    if leading and folded in _NAME_ARTICLES and word[:1].isupper():
+        return False
+    if folded in _PARTICLES and not leading:
+        return True  # "Ursula von" ends at the name, not at its particle
+    return (folded in stops and folded not in _PARTICLES) or (
+        word[:1].islower() and folded not in _PARTICLES
+    )
+
+
 @dataclass
 class _Spans:
     """spaCy's entities sorted into names of people and everything else still to classify."""
@@ -174,11 +284,25 @@ class _Spans:
     covered: list[tuple[int, int]] = field(default_factory=list)
 
 
-def extract_with_ner(doc: Any, gazetteer: Gazetteer, english: bool = True) -> Extraction:
-    """Entities from a spaCy Doc (English or French model), corrected with the gazetteer."""
+def extract_with_ner(
+    doc: Any,
+    gazetteer: Gazetteer,
+    english: bool = True,
+    language: str = "",
+    every_place: bool = False,
+) -> Extraction:
+    """Entities from a spaCy Doc (any of the NER models), corrected with the gazetteer.
+
+    `language` ("de", "pl"…) says how names inflect: an inflected form of a name the article
+    also gives ("Merkels", "Olafa Scholza") is counted for that name, not as a new person.
+    With `every_place`, every gazetteer place outside the model's names counts (the compact
+    multilingual model misses more places than the gazetteer mislabels); otherwise only
+    countries and capitals the model missed do.
+    """
     text: str = doc.text
     tally = _Tally()
-    spans = _read_spans(doc, gazetteer, english)
+    spans = _read_spans(doc, gazetteer, english, language)
+    spans.person_names = _uninflected(spans.person_names, language, tally)
     surnames = _short_forms(spans.person_names, -1)
     given = _short_forms(spans.person_names, 0)
     for name in spans.person_names:
@@ -206,15 +330,20 @@ def extract_with_ner(doc: Any, gazetteer: Gazetteer, english: bool = True) -> Ex
             continue
         if mention.is_demonym:
             tally.country(mention.country, mention.start)
-        elif not _inside(mention.start, spans.covered) and _is_major(mention, gazetteer):
+        elif not _inside(mention.start, spans.covered) and (
+            every_place or _is_major(mention, gazetteer)
+        ):
             _add_place(mention.name, mention.country, mention.start, tally)
     return _finish(tally, counts)
 
 
-def _read_spans(doc: Any, gazetteer: Gazetteer, english: bool) -> _Spans:
+def _read_spans(doc: Any, gazetteer: Gazetteer, english: bool, language: str = "") -> _Spans:
     text: str = doc.text
     spans = _Spans()
-    for ent in _merged_ents(doc, gazetteer):
+    ents = _merged_ents(doc, gazetteer)
+    if language:
+        ents = [part for ent in ents for part in _trimmed(ent, text, stop_words(language))]
+    for ent in ents:
         if ent.label not in _LABELS:
             continue
         spans.covered.append((ent.start_char, ent.end_char))
@@ -243,7 +372,9 @@ def _read_spans(doc: Any, gazetteer: Gazetteer, english: bool) -> _Spans:
             # spaCy's sm model often labels "President, Ebrahim Raisi" an organisation.
             label = "PERSON"
             name = person_name(name, gazetteer)
-        if label == "PERSON" and not gazetteer.place(name):
+        if label == "PERSON" and not (
+            gazetteer.place(name) or has_org_cue(name) or name.casefold() in gazetteer.brands
+        ):
             spans.person_names.append(name)
         else:
             spans.pending.append((name, label, ent.start_char))
@@ -263,17 +394,78 @@ def extract_by_gazetteer(text: str, gazetteer: Gazetteer) -> Extraction:
 
 def _classify(name: str, label: str, offset: int, gazetteer: Gazetteer, tally: _Tally) -> None:
     place = gazetteer.place(name)
-    if place and (label in _PLACE_LABELS or place.kind in ("country", "capital")):
+    if has_org_cue(name) and not (place and place.kind in ("country", "capital")):
+        tally.orgs[name] += 1
+    elif place and (
+        label in _PLACE_LABELS or label == "PERSON" or place.kind in ("country", "capital")
+    ):
+        # A known place is never a person ("Rotterdam" read as a name).
         # spaCy calls "Dushanbe" an organisation and "Tajikistan" a nationality; a country or
         # capital name is a place whatever it says. A mere town labelled ORG stays an
         # organisation: that is how brands named like towns are kept out of places.
         _add_place(name, place.country, offset, tally)
     elif label in _PLACE_LABELS and name.casefold() not in gazetteer.brands:
         _add_place(name, None, offset, tally)
-    elif label == "ORG":
-        tally.orgs[name] += 1
+    elif label == "ORG" or name.casefold() in gazetteer.brands:
+        tally.orgs[name] += 1  # a brand is never a person ("Uniper" read as a name)
     elif label == "PERSON":
         tally.persons.setdefault(name, set())
+
+
+def has_org_cue(name: str) -> bool:
+    """Whether a word of the name marks an organisation ("Uniper SE", "Deutsche Bank")."""
+    return any(word.casefold().strip(".,") in ORG_CUES for word in name.split()[1:]) or (
+        len(name.split()) > 1 and name.split(maxsplit=1)[0].casefold() in _LEADING_ORG_CUES
+    )
+
+
+# Languages whose names take case endings in running text, and how far a form may stray.
+_INFLECTING = frozenset({"de", "pl"})
+
+
+def _same_word(a: str, b: str, language: str) -> bool:
+    """Whether two words are forms of one name: German genitive "Merkels"/"Merz'", Polish cases
+    ("Scholza", "Angeli", "Kaczyńskiego")."""
+    if a == b:
+        return True
+    short, long = sorted((a, b), key=len)
+    if language == "de":
+        return long == short + "s"
+    pairs = enumerate(zip(short, long, strict=False))
+    common = next((i for i, (x, y) in pairs if x != y), len(short))
+    return len(long) - len(short) <= 3 and common >= 3 and common >= len(short) - 1
+
+
+def _uninflected(names: list[str], language: str, tally: _Tally) -> list[str]:
+    """The person names with each inflected form replaced by the article's base form.
+
+    The base form of a group is the shortest (Polish nominatives and German names without the
+    genitive -s are); the inflected forms are kept as short forms, so they are counted.
+    """
+    if language not in _INFLECTING:
+        return names
+    base: dict[str, str] = {}
+    for name in sorted(set(names), key=lambda n: (len(n), names.index(n))):
+        words = name.split()
+        match = next(
+            (
+                b for b in base.values()
+                if len(b.split()) == len(words)
+                and all(_same_word(x, y, language) for x, y in zip(b.split(), words, strict=True))
+            ),
+            None,
+        )
+        if match is None and len(words) == 1:
+            # "Merza" alone: the family name of a full name in the article.
+            match = next(
+                (b for b in base.values()
+                 if len(b.split()) > 1 and _same_word(b.split()[-1], words[0], language)),
+                None,
+            )
+        base[name] = match or name
+        if match:
+            tally.persons.setdefault(match, set()).add(name)
+    return [base[n] for n in names]
 
 
 def _add_place(name: str, country: str | None, offset: int, tally: _Tally) -> None:
