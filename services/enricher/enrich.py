@@ -91,16 +91,16 @@ class Enricher:
             ner_language = (language_hint or "").lower()[:2]
         body = _CREDIT_LINE.sub("", text).strip()
         full_text = f"{title.strip()}\n\n{body}" if title.strip() else body
-        if ner_language == "en":
-            extraction = extract_with_ner(self._nlp(full_text[:MAX_NER_CHARS]), self._gazetteer)
-        elif ner_language == "fr":
-            doc = self.french_nlp()(full_text[:MAX_NER_CHARS])
-            extraction = extract_with_ner(doc, self._gazetteer, english=False)
-        elif ner_language in MULTILINGUAL_NER:
+        if ner_language in MULTILINGUAL_NER:
             doc = self.multilingual_nlp()(full_text[:MAX_NER_CHARS])
             extraction = extract_with_ner(
                 doc, self._gazetteer, english=False, language=ner_language, every_place=True
             )
+        elif ner_language == "en":
+            extraction = extract_with_ner(self._nlp(full_text[:MAX_NER_CHARS]), self._gazetteer)
+        elif ner_language == "fr":
+            doc = self.french_nlp()(full_text[:MAX_NER_CHARS])
+            extraction = extract_with_ner(doc, self._gazetteer, english=False)
         else:
             extraction = extract_by_gazetteer(full_text, self._gazetteer)
         title_end = len(title.strip())

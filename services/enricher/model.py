@@ -41,7 +41,7 @@ FRENCH_MODEL_SHA256 = "22cfe5d45c3aa78d97fedc4bc098e3f4247633c7260d773f080210ff6
 # Dutch, Spanish, Italian, Portuguese and Polish. Retrain, then re-pin with
 # `python -m services.enricher.model`.
 MULTI_MODEL_DIR = Path(__file__).parent / "data" / "ner_multi"
-MULTI_MODEL_SHA256 = "5c1094c970e1f6e849f8c8e19c3dbbf046ba965912a66ac95b4d4e5cf7f5b709"
+MULTI_MODEL_SHA256 = "768a933f66783edd2a07399a36d6a07dd6ef426f8201580d48e15479935a1048"
 
 # Documentation files do not change what the model computes; everything else (config, vocab,
 # tokenizer rules, weights of every pipe) is hashed.
