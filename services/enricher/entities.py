@@ -44,12 +44,11 @@ TITLES = frozenset(
         "bürgermeister", "bürgermeisterin", "bürgermeisters", "parteichef", "parteichefin",
         "vorsitzende", "vorsitzenden", "premierminister", "koning", "koningin",
         "burgemeester", "voorzitter", "minister-president", "heer", "mevrouw",
-        "presidente", "presidenta", "ministro", "ministra", "primo", "primer", "primera",
-        "rey", "reina", "re", "regina", "papa", "don", "doña", "señor", "señora", "sr", "sra",
-        "signor", "signora", "sig", "dott", "juez", "jueza", "giudice", "alcalde", "alcaldesa",
+        "presidente", "presidenta", "ministro", "ministra", "primer", "primera",
+        "rey", "reina", "regina", "doña", "señor", "señora", "sra",
+        "signor", "signora", "dott", "juez", "jueza", "giudice", "alcalde", "alcaldesa",
         "sindaco", "prefeito", "prefeita", "senhor", "senhora", "governador", "governadora",
-        "prezydent", "prezydenta", "premiera", "kanclerz", "kanclerza", "pan",
-        "pani", "marszałek", "burmistrz", "szef", "szefowa", "wiceprezydent", "przewodniczący",
+        "prezydent", "prezydenta", "premiera", "kanclerz", "kanclerza", "pani", "marszałek", "burmistrz", "szef", "szefowa", "wiceprezydent", "przewodniczący",
         "kaiser", "kaiserin", "fürst", "fürstin", "graf", "gräfin", "herzog", "herzogin",
         "prinz", "prinzessin", "papst", "bischof", "trainer", "trainerin", "kapitän",
     }
@@ -497,7 +496,7 @@ def _read_spans(
         if places_in_name:
             spans.pending += places_in_name
             continue
-        name, label = _titled_person(name, ent, text, gazetteer)
+        name, label = _titled_person(name, ent, text, gazetteer, language)
         if label in ("PERSON", "ORG"):
             spans.named.append((ent.start_char, ent.end_char))
         elif name == ent.text:
@@ -540,7 +539,9 @@ def _places_in_name(
     return []
 
 
-def _titled_person(name: str, ent: _Ent, text: str, gazetteer: Gazetteer) -> tuple[str, str]:
+def _titled_person(
+    name: str, ent: _Ent, text: str, gazetteer: Gazetteer, language: str
+) -> tuple[str, str]:
     """The name and label, with "President, Ebrahim Raisi" read as the person it is."""
     if ent.label == "ORG" and len(name.split()) > 1 and _TITLE_BEFORE.search(
         text[max(0, ent.start_char - 40) : ent.start_char]
@@ -548,7 +549,7 @@ def _titled_person(name: str, ent: _Ent, text: str, gazetteer: Gazetteer) -> tup
         # spaCy's sm model often labels "President, Ebrahim Raisi" an organisation.
         return person_name(name, gazetteer), "PERSON"
     untitled = person_name(name, gazetteer)
-    if ent.label == "ORG" and untitled != name and len(untitled.split()) > 1 and not (
+    if language and ent.label == "ORG" and untitled != name and len(untitled.split()) > 1 and not (
         has_org_cue(untitled) or gazetteer.place(untitled)
     ):
         # "Premier Dick Schoof" read as an organisation (not "Premier League": one word left).
