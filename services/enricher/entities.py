@@ -48,7 +48,8 @@ TITLES = frozenset(
         "rey", "reina", "regina", "doña", "señor", "señora", "sra",
         "signor", "signora", "dott", "juez", "jueza", "giudice", "alcalde", "alcaldesa",
         "sindaco", "prefeito", "prefeita", "senhor", "senhora", "governador", "governadora",
-        "prezydent", "prezydenta", "premiera", "kanclerz", "kanclerza", "pani", "marszałek", "burmistrz", "szef", "szefowa", "wiceprezydent", "przewodniczący",
+        "prezydent", "prezydenta", "premiera", "kanclerz", "kanclerza", "pani", "marszałek",
+        "burmistrz", "szef", "szefowa", "wiceprezydent", "przewodniczący",
         "kaiser", "kaiserin", "fürst", "fürstin", "graf", "gräfin", "herzog", "herzogin",
         "prinz", "prinzessin", "papst", "bischof", "trainer", "trainerin", "kapitän",
     }
