@@ -284,6 +284,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--depth", type=int, default=4)
     parser.add_argument("--rows", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", choices=("best", "last"), default="best",
+                        help="the checkpoint with the best dev score, or the last one")
     args = parser.parse_args(argv)
 
     from spacy.cli.train import train
@@ -314,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         if args.out.exists():
             shutil.rmtree(args.out)
-        shutil.copytree(work / "output" / "model-last", args.out)
+        shutil.copytree(work / "output" / f"model-{args.keep}", args.out)
     sys.stdout.write(f"saved to {args.out}\n")
 
 
