@@ -12,7 +12,7 @@ from .entities import Extraction, extract_by_gazetteer, extract_with_ner
 from .gazetteer import Gazetteer
 from .keywords import extract_keywords
 from .language import UNDETERMINED, LanguageDetector
-from .model import load_french_ner, load_ner
+from .model import load_french_ner, load_multilingual_ner, load_ner
 from .summary import summarize
 
 logger = logging.getLogger(__name__)
@@ -26,6 +26,9 @@ KEYWORD_LIMIT = 10
 MAX_NER_CHARS = 100_000
 # Attribution lines ("Sources: Asia-Plus (Dushanbe), Eurasianet (New York)", "Picture: …") name
 # the agencies and photographers behind the story and where they sit, not what it is about.
+# Languages read by the multilingual pipeline trained in this repo (services/enricher/train.py);
+# English and French keep spaCy's own models, measured better on them (bench/entities.py).
+MULTILINGUAL_NER = frozenset({"de", "nl", "es", "it", "pt", "pl"})
 _CREDIT_LINE = re.compile(
     r"^\s*(sources?|quellen?|fuentes?|fonti|picture|photos?|images?|pictures?|foto|fotos|bild"
     r"|credits?|crédits?|illustration|copyright)\s*:.*$",
@@ -48,8 +51,9 @@ class Enrichment:
 class Enricher:
     """Loads the models once (slow); enrich() is then called per article (CPU-bound, sync).
 
-    The French model is loaded on the first French article (about 2.5 s and 50 MB resident): a
-    replica that never sees French text does not pay for it.
+    The French model is loaded on the first French article (about 2.5 s and 50 MB resident), the
+    multilingual one on the first article in one of its languages: a replica that never sees
+    such text does not pay for it.
     """
 
     def __init__(self) -> None:
@@ -58,6 +62,7 @@ class Enricher:
         self._gazetteer = Gazetteer()
         self._nlp: Any = load_ner()
         self._french_nlp: Any = None
+        self._multi_nlp: Any = None
         logger.info("enricher models loaded in %.1f s", time.perf_counter() - started)
 
     def french_nlp(self) -> Any:
@@ -67,6 +72,14 @@ class Enricher:
             self._french_nlp = load_french_ner()
             logger.info("french model loaded in %.1f s", time.perf_counter() - started)
         return self._french_nlp
+
+    def multilingual_nlp(self) -> Any:
+        """The multilingual NER pipeline, loaded (and hash-checked) on first use."""
+        if self._multi_nlp is None:
+            started = time.perf_counter()
+            self._multi_nlp = load_multilingual_ner()
+            logger.info("multilingual model loaded in %.1f s", time.perf_counter() - started)
+        return self._multi_nlp
 
     def enrich(self, title: str, text: str, language_hint: str | None = None) -> Enrichment:
         """Everything the enricher knows about one article."""
@@ -78,7 +91,12 @@ class Enricher:
             ner_language = (language_hint or "").lower()[:2]
         body = _CREDIT_LINE.sub("", text).strip()
         full_text = f"{title.strip()}\n\n{body}" if title.strip() else body
-        if ner_language == "en":
+        if ner_language in MULTILINGUAL_NER:
+            doc = self.multilingual_nlp()(full_text[:MAX_NER_CHARS])
+            extraction = extract_with_ner(
+                doc, self._gazetteer, english=False, language=ner_language, every_place=True
+            )
+        elif ner_language == "en":
             extraction = extract_with_ner(self._nlp(full_text[:MAX_NER_CHARS]), self._gazetteer)
         elif ner_language == "fr":
             doc = self.french_nlp()(full_text[:MAX_NER_CHARS])

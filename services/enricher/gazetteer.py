@@ -85,6 +85,9 @@ class Gazetteer:
                 self._lowercase_demonyms.add(_key(form))
         self._given_names = {_key(r[0]) for r in _rows(data_dir / "given_names.txt")}
         self.brands = {_key(r[0]) for r in _rows(data_dir / "brands.txt")}
+        self.organisations = {_key(r[0]) for r in _rows(data_dir / "organisations.txt")}
+        self._data_dir = data_dir
+        self._organisation_pattern: re.Pattern[str] | None = None
         self._scan_exclude = {_key(r[0]) for r in _rows(data_dir / "scan_exclude.txt")}
 
     def place(self, name: str) -> Place | None:
@@ -93,6 +96,23 @@ class Gazetteer:
         if key in self.brands:
             return None
         return self._places.get(key)
+
+    def is_organisation(self, name: str) -> bool:
+        """Whether a name is a company or brand that is never a person (nor, if named like a
+        town, a place): "Uniper", "Toyota"."""
+        key = _key(_strip_possessive(name.strip()))
+        return key in self.organisations or key in self.brands
+
+    def scan_organisations(self, text: str) -> list[tuple[str, int]]:
+        """Listed organisations named in text, as written (case-sensitive: "Eni", not "eni")."""
+        if self._organisation_pattern is None:
+            names = sorted(
+                (r[0] for r in _rows(self._data_dir / "organisations.txt")), key=len, reverse=True
+            )
+            self._organisation_pattern = re.compile(
+                r"(?<![\w-])(?:" + "|".join(re.escape(n) for n in names) + r")(?![\w-])"
+            )
+        return [(m.group(), m.start()) for m in self._organisation_pattern.finditer(text)]
 
     def is_given_name(self, word: str) -> bool:
         """Whether a word is a common given name that is also a place ("Wladimir", "Israel")."""

@@ -1,4 +1,4 @@
-"""Load the spaCy NER models (English, French), each pinned by the sha256 of its files."""
+"""Load the spaCy NER models (English, French, multilingual), each pinned by its files' sha256."""
 
 import hashlib
 import importlib.util
@@ -36,6 +36,13 @@ FRENCH_MODEL_DIR = (
 )
 FRENCH_MODEL_SHA256 = "22cfe5d45c3aa78d97fedc4bc098e3f4247633c7260d773f080210ff6cc8a305"
 
+# The compact multilingual pipeline (tok2vec + ner, labels PER, ORG, LOC) trained by this repo's
+# `python -m services.enricher.train` on WikiANN (see README: data and licence). It reads German,
+# Dutch, Spanish, Italian, Portuguese and Polish. Retrain, then re-pin with
+# `python -m services.enricher.model`.
+MULTI_MODEL_DIR = Path(__file__).parent / "data" / "ner_multi"
+MULTI_MODEL_SHA256 = "768a933f66783edd2a07399a36d6a07dd6ef426f8201580d48e15479935a1048"
+
 # Documentation files do not change what the model computes; everything else (config, vocab,
 # tokenizer rules, weights of every pipe) is hashed.
 _UNHASHED = {"README.md", "LICENSE", "LICENSES_SOURCES", "accuracy.json"}
@@ -61,7 +68,11 @@ def model_sha256(model_dir: Path = MODEL_DIR) -> str:
     return digest.hexdigest()
 
 
-def load_ner(model_dir: Path = MODEL_DIR, expected_sha256: str = MODEL_SHA256) -> Any:
+def load_ner(
+    model_dir: Path = MODEL_DIR,
+    expected_sha256: str = MODEL_SHA256,
+    keep: frozenset[str] = frozenset({_ONLY_PIPE}),
+) -> Any:
     """The spaCy pipeline with only NER, after checking the model files against the pin."""
     actual = model_sha256(model_dir)
     if actual != expected_sha256:
@@ -71,7 +82,7 @@ def load_ner(model_dir: Path = MODEL_DIR, expected_sha256: str = MODEL_SHA256) -
         )
     config = spacy.util.load_config(model_dir / "config.cfg")
     pipes = list(config["nlp"]["pipeline"])
-    return spacy.load(model_dir, exclude=[p for p in pipes if p != _ONLY_PIPE])
+    return spacy.load(model_dir, exclude=[p for p in pipes if p not in keep])
 
 
 def load_french_ner() -> Any:
@@ -79,6 +90,13 @@ def load_french_ner() -> Any:
     return load_ner(FRENCH_MODEL_DIR, FRENCH_MODEL_SHA256)
 
 
+def load_multilingual_ner() -> Any:
+    """The multilingual pipeline shipped in the repo (labels PER, ORG, LOC), checked likewise."""
+    # Its ner pipe listens to the shared tok2vec, which is all else the pipeline has.
+    return load_ner(MULTI_MODEL_DIR, MULTI_MODEL_SHA256, frozenset({"tok2vec", "ner"}))
+
+
 if __name__ == "__main__":
     sys.stdout.write(f"{MODEL_PACKAGE}: {model_sha256()}\n")
     sys.stdout.write(f"{FRENCH_MODEL_PACKAGE}: {model_sha256(FRENCH_MODEL_DIR)}\n")
+    sys.stdout.write(f"ner_multi: {model_sha256(MULTI_MODEL_DIR)}\n")
