@@ -14,7 +14,7 @@ from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from shared.errors import NewsflowError, TransientError
-from shared.messages import article_id
+from shared.messages import canonical_url
 from shared.settings import Settings
 from shared.sources.read import Listing, gunzipped, read_source, robots_sitemaps
 
@@ -129,6 +129,17 @@ class Expansion:
             if count:
                 parts.append(f"{count} {what}")
         return ", ".join(parts) + ")"
+
+
+def same_page(url: str) -> str:
+    """What two links to one article share within a command: the article id's canonical URL,
+    and beside it neither the scheme, a leading `www.` nor a trailing slash count. Only the
+    first link found is submitted; ids themselves stay as they are (stored articles keep theirs).
+    """
+    parts = urlsplit(canonical_url(url))
+    host = parts.netloc.removeprefix("www.")
+    path = parts.path.rstrip("/") or "/"
+    return urlunsplit(("", host, path, parts.query, ""))
 
 
 def robots_url(site: str) -> str:
@@ -253,7 +264,7 @@ def _merge(
         out.warnings.append(f"{url}: kept its first {len(listing.pages)} entries "
                             f"(NEWSFLOW_MAX_ENTRIES_PER_SOURCE={limits.max_entries})")
     for page in listing.pages:
-        key = article_id(page)
+        key = same_page(page)
         if key in found:
             out.duplicates += 1
         else:

@@ -21,9 +21,8 @@ from services.fetcher.fetch import (
     WrongContentType,
     fetch_page,
 )
-from shared.messages import article_id
 from shared.settings import Settings
-from shared.sources.expand import Document, Limits, expand, robots_url, since_cutoff
+from shared.sources.expand import Document, Limits, expand, robots_url, same_page, since_cutoff
 from shared.sources.read import (
     SourceError,
     _parse_feed,
@@ -528,7 +527,7 @@ async def test_two_sources_one_failing_keeps_the_other() -> None:
         ("https://news.example/broken", False), ("https://news.example/busy", True)]
 
 
-async def test_one_article_linked_seven_ways_is_submitted_once_per_article_id() -> None:
+async def test_one_article_linked_seven_ways_is_submitted_once() -> None:
     links = ["https://news.example/story", "https://NEWS.example/story#comments",
              "https://news.example/story?utm_source=rss&utm_medium=feed",
              "https://news.example:443/story?fbclid=abc", "http://news.example/story",
@@ -537,10 +536,18 @@ async def test_one_article_linked_seven_ways_is_submitted_once_per_article_id() 
         f"<item><link>{u}</link></item>" for u in links) + "</channel></rss>").encode()
     out = await expand(Files({"https://news.example/rss": feed}),
                        ["https://news.example/rss"], LIMITS)
-    # One URL per article id (the id is the canonical URL's: case, default port, fragment and
-    # tracking parameters do not count; scheme, www. and the trailing slash do).
-    assert out.urls == [links[0], links[4], links[5], links[6]]
-    assert len({article_id(u) for u in links}) == len(out.urls) and out.duplicates == 3
+    # The first link only: case, default port, fragment and tracking parameters do not count
+    # (the article id's canonical URL), nor, within a command, the scheme, www. and a trailing
+    # slash.
+    assert out.urls == [links[0]] and out.duplicates == 6
+
+
+def test_same_page_keeps_apart_what_differs() -> None:
+    assert same_page("http://www.news.example/story/") == same_page("https://news.example/story")
+    assert same_page("https://news.example/") == same_page("https://www.news.example")
+    assert same_page("https://news.example/story") != same_page("https://news.example/story2")
+    assert same_page("https://news.example/a?id=1") != same_page("https://news.example/a?id=2")
+    assert same_page("https://news.example/a") != same_page("https://other.example/a")
 
 
 async def test_the_cap_holds_across_files_and_sources() -> None:
