@@ -95,7 +95,8 @@ def bad_inputs(site: Site) -> list[tuple[dict[str, str], str]]:
 
 async def pending_total(client: aioredis.Redis) -> int:
     total = 0
-    for stream in STAGES:
+    # The stages this run starts (WORKERS): the watcher's streams have no reader here.
+    for stream in (s for s in STAGES if s.group in WORKERS):
         if await client.exists(stream.name):
             groups: Any = await client.xinfo_groups(stream.name)
             total += sum(int(g["pending"]) + int(g.get("lag") or 0) for g in groups)
