@@ -138,7 +138,8 @@ MAY_BE_STORED = ("NUL in the JSON-LD headline", "an existing article's id")
 
 async def pending_total(client: aioredis.Redis) -> int:
     total = 0
-    for stream in STAGES:
+    # The stages this run starts (WORKERS): the watcher's streams have no reader here.
+    for stream in (s for s in STAGES if s.group in WORKERS):
         if await client.exists(stream.name):
             groups: Any = await client.xinfo_groups(stream.name)
             for g in groups:
