@@ -138,7 +138,7 @@ MAY_BE_STORED = ("NUL in the JSON-LD headline", "an existing article's id")
 
 async def pending_total(client: aioredis.Redis) -> int:
     total = 0
-    # The stages this run starts (WORKERS): the watcher's streams have no reader here.
+    # The groups of the stages this run starts (WORKERS), the watcher's among them.
     for stream in (s for s in STAGES if s.group in WORKERS):
         if await client.exists(stream.name):
             groups: Any = await client.xinfo_groups(stream.name)
