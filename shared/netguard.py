@@ -1,10 +1,12 @@
-"""The SSRF guard's address policy (which IP addresses newsflow may reach: the fetcher, webhooks)
-and DNS lookup."""
+"""What newsflow's outgoing HTTP (the fetcher, webhooks) shares: the SSRF guard's address policy
+(which IP addresses it may reach), DNS lookup, and reading a server's Retry-After."""
 
 import asyncio
+import email.utils
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -135,3 +137,19 @@ async def _host_addresses(
         if reason := guard_reason(ip, allowed):
             return f"{host} resolves to {reason} address {ip}", []
     return None, addresses
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (a number of seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

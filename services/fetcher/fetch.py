@@ -3,13 +3,11 @@ and type limits, charset, conditional GET."""
 
 import asyncio
 import dataclasses
-import email.utils
 import logging
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 
 import httpx
 
@@ -26,7 +24,14 @@ from services.fetcher.content import (
     parse_content_type,
 )
 from shared.errors import NewsflowError, PermanentError, TransientError
-from shared.netguard import Resolver, guard_reason, parse_ip, parse_networks, resolve_host
+from shared.netguard import (
+    Resolver,
+    guard_reason,
+    parse_ip,
+    parse_networks,
+    resolve_host,
+    retry_after_s,
+)
 from shared.settings import Settings
 
 __all__ = [
@@ -397,27 +402,12 @@ def _raise_for_status(url: httpx.URL, response: httpx.Response) -> None:
         return
     reason = f"HTTP {status} {response.reason_phrase}".strip()
     if status in (408, 429) or status >= 500:
-        retry_after = _retry_after_s(response.headers.get("retry-after"))
+        retry_after = retry_after_s(response.headers.get("retry-after"))
         raise FetchUnavailable(str(url), reason, status, retry_after)
     if 300 <= status < 400:
         reason += " without a Location to follow"
     raise FetchFailed(str(url), reason, status)
 
-
-def _retry_after_s(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (a number of seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 async def _read_page(

@@ -2,19 +2,17 @@
 Retry-After, and the failure classes the delivery policy turns into retries or dead letters."""
 
 import asyncio
-import email.utils
 import json
 import logging
 import random
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from shared.errors import PermanentError, TransientError
 from shared.messages import WatchMatched
-from shared.netguard import Resolver, checked_addresses, resolve_host
+from shared.netguard import Resolver, checked_addresses, resolve_host, retry_after_s
 from shared.settings import Settings
 from shared.watches import DELIVERY_HEADER, SIGNATURE_HEADER, Watch, sign
 
@@ -63,21 +61,6 @@ def payload(event: WatchMatched, watch: Watch) -> dict[str, Any]:
         "snippet": event.snippet,
     }
 
-
-def retry_after_s(value: str | None) -> float | None:
-    """A Retry-After header (seconds or an HTTP date) as seconds from now."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 async def deliver(

@@ -15,9 +15,9 @@ from services.watcher.deliver import (
     WebhookUnavailable,
     deliver,
     payload,
-    retry_after_s,
 )
 from shared.messages import WatchMatched
+from shared.netguard import retry_after_s
 from shared.settings import Settings
 from shared.watches import Watch, WatchFilters
 
