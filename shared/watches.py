@@ -71,7 +71,7 @@ class WatchError(ValueError):
 
 
 MATCHED_FILTERS = frozenset({"q", "language", "source", "entity", "person", "organization",
-                             "place", "country", "since", "until", "has_duplicates"})
+                             "place", "country", "credit", "since", "until", "has_duplicates"})
 """The search filters the watcher knows how to match (has_duplicates is refused on its own)."""
 
 

@@ -78,6 +78,8 @@ def add(
     organization: Annotated[str | None, typer.Option(help="An organisation named.")] = None,
     place: Annotated[str | None, typer.Option(help="A place named in the article.")] = None,
     country: Annotated[str | None, typer.Option(help="ISO 3166 code, e.g. TJ.")] = None,
+    credit: Annotated[str | None, typer.Option(
+        help="A credited agency or desk, e.g. dpa (wire copy).")] = None,
     since: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])] = None,
     until: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])] = None,
     webhook: Annotated[str | None, typer.Option(help="POST each new match here.")] = None,
@@ -100,7 +102,8 @@ def add(
             "every_copy": every_copy,
             "filters": {"q": query, "language": language, "source": source, "entity": entity,
                         "person": person, "organization": organization, "place": place,
-                        "country": country, "since": since.date() if since else None,
+                        "country": country, "credit": credit,
+                        "since": since.date() if since else None,
                         "until": until.date() if until else None}})
     except ValidationError as exc:
         raise _fail(watches.describe_errors(exc)) from None

@@ -19,6 +19,7 @@ from typing import Any
 
 from services.watcher.tsquery import Node, evaluate, has_phrase, needed, parse_tsquery
 from shared.messages import ArticleIndexed, WatchMatched
+from shared.store import credit_key
 from shared.watches import Watch, WatchFilters, list_watches
 from shared.watches import version as watches_version
 
@@ -43,6 +44,7 @@ class ArticleFacts:
     entity_keys: frozenset[str]
     countries: frozenset[str]
     published: datetime | None
+    credit_keys: frozenset[str] = frozenset()
 
     def filter_keys(self) -> Iterable[tuple[str, str]]:
         yield ("language", self.language)
@@ -56,6 +58,8 @@ class ArticleFacts:
             yield ("entity", name)
         for key in self.entity_keys:
             yield ("entity_key", key)
+        for key in self.credit_keys:
+            yield ("credit", key)
 
 
 def _day_start(day: date) -> datetime:
@@ -71,6 +75,7 @@ class FilterCheck:
     entity: str | None = None
     entity_keys: tuple[str, ...] = ()
     country: str | None = None
+    credit: str | None = None
     since: datetime | None = None
     before: datetime | None = None
 
@@ -84,6 +89,7 @@ class FilterCheck:
                 ("person", f.person), ("organization", f.organization), ("place", f.place))
                 if name),
             country=f.country.upper() if f.country else None,
+            credit=credit_key(f.credit) if f.credit else None,
             since=_day_start(f.since) if f.since else None,
             before=_day_start(f.until + timedelta(days=1)) if f.until else None,
         )
@@ -92,8 +98,9 @@ class FilterCheck:
         """One filter value every matching article has (to index a watch without words)."""
         if self.entity_keys:
             return ("entity_key", self.entity_keys[0])
-        for kind, value in (("entity", self.entity), ("source", self.source),
-                            ("country", self.country), ("language", self.language)):
+        for kind, value in (("entity", self.entity), ("credit", self.credit),
+                            ("source", self.source), ("country", self.country),
+                            ("language", self.language)):
             if value:
                 return (kind, value)
         return None
@@ -109,6 +116,8 @@ class FilterCheck:
         if any(k not in a.entity_keys for k in self.entity_keys):
             return False
         if self.country is not None and self.country not in a.countries:
+            return False
+        if self.credit is not None and self.credit not in a.credit_keys:
             return False
         if self.since is not None and (a.published is None or a.published < self.since):
             return False
@@ -143,7 +152,7 @@ def _only(key: tuple[str, str]) -> FilterCheck:
     kind, value = key
     only = {"entity_key": FilterCheck(entity_keys=(value,)), "entity": FilterCheck(entity=value),
             "source": FilterCheck(source=value), "country": FilterCheck(country=value),
-            "language": FilterCheck(language=value)}
+            "credit": FilterCheck(credit=value), "language": FilterCheck(language=value)}
     return only[kind]
 
 
@@ -364,7 +373,8 @@ def _discard(index: dict[Any, set[str]], key: Any, watch_id: str) -> None:
 _ARTICLE = """
 SELECT a.id, a.ts_config::text AS ts_config, tsvector_to_array(a.document) AS lexemes,
        a.language, a.source, a.site_name, a.entity_names, a.entity_keys, a.countries,
-       a.published, a.duplicate_of, a.title, coalesce(a.url, a.canonical_url, a.final_url) AS url,
+       a.credit_keys, a.published, a.duplicate_of, a.title,
+       coalesce(a.url, a.canonical_url, a.final_url) AS url,
        coalesce(nullif(a.summary, ''), a.description, left(a.text, 280)) AS snippet,
        (SELECT version FROM watches_version) AS watches_version
 FROM articles a WHERE a.id = $1
@@ -386,7 +396,8 @@ def facts(row: Any) -> ArticleFacts:
         id=row["id"], ts_config=row["ts_config"], lexemes=frozenset(row["lexemes"]),
         language=row["language"], source=row["source"], site_name=row["site_name"],
         entity_names=frozenset(row["entity_names"]), entity_keys=frozenset(row["entity_keys"]),
-        countries=frozenset(row["countries"]), published=row["published"])
+        countries=frozenset(row["countries"]), published=row["published"],
+        credit_keys=frozenset(row["credit_keys"]))
 
 
 class Matcher:

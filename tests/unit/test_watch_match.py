@@ -88,6 +88,7 @@ def article(**overrides: Any) -> ArticleFacts:
         "entity_keys": frozenset({"person:emomali rahmon", "place:dushanbe"}),
         "countries": frozenset({"TJ", "IR"}),
         "published": datetime(2024, 5, 2, 10, tzinfo=UTC),
+        "credit_keys": frozenset({"deutsche presse-agentur", "dpa"}),
     }
     return ArticleFacts(**{**values, **overrides})
 
@@ -98,6 +99,8 @@ def article(**overrides: Any) -> ArticleFacts:
     ({"source": "www.commonspace.eu"}, True), ({"source": "other.eu"}, False),
     ({"person": "Emomali RAHMON"}, True), ({"place": "Emomali Rahmon"}, False),
     ({"entity": "Dushanbe"}, True),
+    ({"credit": "Deutsche Presse-Agentur"}, True), ({"credit": "dpa"}, True),
+    ({"credit": "AFP"}, False),
     ({"since": date(2024, 5, 2)}, True), ({"since": date(2024, 5, 3)}, False),
     ({"until": date(2024, 5, 2)}, True), ({"until": date(2024, 5, 1)}, False),
 ])
@@ -175,11 +178,11 @@ def test_a_search_filter_the_matcher_does_not_know_is_refused() -> None:
     assert set(SearchFilters.model_fields) >= MATCHED_FILTERS
 
     class Searched(SearchFilters):
-        credits: str | None = None
+        sentiment: str | None = None
 
     class Watched(WatchFilters, Searched):
         pass
 
     assert Watched(q="x").q == "x"
-    with pytest.raises(ValidationError, match="cannot filter on credits yet"):
-        Watched(q="x", credits="Reuters")
+    with pytest.raises(ValidationError, match="cannot filter on sentiment yet"):
+        Watched(q="x", sentiment="positive")
