@@ -90,6 +90,11 @@ def create_app(settings: Settings) -> FastAPI:
         """The search page's script (a file: the Content-Security-Policy allows no inline one)."""
         return FileResponse(STATIC / "search.js", media_type="text/javascript")
 
+    @app.get("/static/watches.js", include_in_schema=False)
+    async def watches_script() -> FileResponse:
+        """The search page's watches: "watch this search" and the list of watches."""
+        return FileResponse(STATIC / "watches.js", media_type="text/javascript")
+
     @app.get("/static/search.css", include_in_schema=False)
     async def search_style() -> FileResponse:
         """The search page's style."""

@@ -5,7 +5,6 @@ import hashlib
 import hmac
 import xml.etree.ElementTree as ET
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import asyncpg
@@ -15,7 +14,6 @@ from fastapi import Path as PathParam
 from shared import store, watches
 from shared.settings import Settings
 
-SCRIPT = Path(__file__).with_name("watches.js")
 ATOM = "http://www.w3.org/2005/Atom"
 ET.register_namespace("", ATOM)
 WatchId = Annotated[str, PathParam(max_length=100)]
@@ -65,7 +63,6 @@ def atom_feed(watch: watches.Watch, matches: list[watches.MatchedArticle], self_
 
 def watch_routes(settings: Settings) -> APIRouter:
     router = APIRouter(tags=["watches"])
-    script = SCRIPT.read_text(encoding="utf-8")
 
     def writer(request: Request) -> asyncpg.Pool:
         return request.app.state.watch_pool  # type: ignore[no-any-return]  # set by the lifespan
@@ -93,10 +90,6 @@ def watch_routes(settings: Settings) -> APIRouter:
 
     def shown(watch: watches.Watch, full: bool, **more: Any) -> dict[str, Any]:
         return _shown(watch, settings, full, **more)
-
-    @router.get("/watches.js", include_in_schema=False)
-    async def watches_script() -> Response:
-        return Response(script, media_type="text/javascript")
 
     @router.get("/watches")
     async def list_watches(

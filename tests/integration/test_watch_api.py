@@ -158,7 +158,7 @@ async def test_the_atom_feed(api: httpx.AsyncClient, clean_db: str) -> None:
 
 async def test_the_search_page_loads_the_watch_script(api: httpx.AsyncClient) -> None:
     page = await api.get("/")
-    assert 'src="watches.js"' in page.text and 'id="watches"' in page.text
+    assert 'src="static/watches.js"' in page.text and 'id="watches"' in page.text
     assert "'self'" in page.headers["content-security-policy"].split("script-src")[1]
-    script = await api.get("/watches.js")
+    script = await api.get("/static/watches.js")
     assert script.status_code == 200 and "watch-this" in script.text
