@@ -568,7 +568,9 @@ def status() -> None:
                    f"{_duration(replica.idle_s):>8} {replica.pending:>7}")
 
 
-def _duration(seconds: float) -> str:
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
     if seconds < 60:
         return f"{seconds:.0f} s"
     if seconds < 3600:

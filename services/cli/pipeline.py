@@ -118,7 +118,8 @@ class ReplicaStatus:
     stage: str
     consumer: str
     metrics: str | None
-    idle_s: float
+    idle_s: float | None
+    """None: it has been handed nothing yet (and, before Redis 7.2, is no consumer yet)."""
     pending: int
 
 
@@ -146,6 +147,12 @@ async def live_consumers(client: Redis) -> list[ReplicaStatus]:
                 idle_ms = consumer["idle"]
             found.append(ReplicaStatus(stream.group, name, replica.metrics if replica else None,
                                        int(idle_ms) / 1000, int(consumer["pending"])))
+    # Before Redis 7.2 a read that delivers nothing creates no consumer: a running replica that
+    # has been handed nothing yet is known by its heartbeat alone.
+    groups = {stream.group for stream in STREAMS if stream.group}
+    seen = {r.consumer for r in found}
+    found += [ReplicaStatus(r.stage, r.consumer, r.metrics, None, 0)
+              for r in beating.values() if r.consumer not in seen and r.stage in groups]
     return found
 
 

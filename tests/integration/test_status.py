@@ -19,7 +19,8 @@ async def test_status_counts_live_replicas_only(redis_client: Redis,
     await redis_client.xadd(FETCHED.name, {"n": "1"})
     # Two consumers in the parser group: one whose replica announces itself, one gone.
     await redis_client.xreadgroup("parser", "host-1", {FETCHED.name: ">"}, count=1)
-    await redis_client.xreadgroup("parser", "host-2", {FETCHED.name: ">"}, count=1)
+    # Made explicitly: before Redis 7.2 a read that delivers nothing makes no consumer.
+    await redis_client.xgroup_createconsumer(FETCHED.name, "parser", "host-2")
     beat = asyncio.create_task(replicas.heartbeat(redis_client, "parser", "host-1",
                                                   "127.0.0.1:9002"))
     try:
@@ -41,3 +42,21 @@ async def test_status_counts_live_replicas_only(redis_client: Redis,
     # A replica that stops withdraws its heartbeat: it is no longer counted.
     assert not await redis_client.exists(keys.replica("host-1"))
     assert await pipeline.live_consumers(redis_client) == []
+
+
+async def test_a_replica_handed_nothing_yet_is_counted(redis_client: Redis) -> None:
+    """Before Redis 7.2 a read that delivers nothing makes no consumer: the heartbeat alone
+    says the replica runs."""
+    await ensure_groups(redis_client)
+    beat = asyncio.create_task(replicas.heartbeat(redis_client, "parser", "host-3",
+                                                  "127.0.0.1:9003"))
+    try:
+        await asyncio.sleep(0.2)
+        assert await pipeline.live_consumers(redis_client) == [
+            pipeline.ReplicaStatus("parser", "host-3", "127.0.0.1:9003", None, 0)]
+        row = next(r for r in await pipeline.status(redis_client) if r.group == "parser")
+        assert row.consumers == 1
+    finally:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
