@@ -14,6 +14,7 @@ import typer
 
 from services.cli.lazy import lazy_module
 from services.cli.watch import watch_app
+from services.cli.words import plural
 
 if TYPE_CHECKING:
     import asyncio
@@ -497,11 +498,6 @@ def search(
                                                    for v in values))
     if results.next:
         typer.echo(f"next: {results.next}  (more with --after {results.next})")
-
-
-def plural(count: int, one: str, many: str) -> str:
-    """ "1 story", "2 stories", "12,000 stories"."""
-    return f"{count:,} {one if count == 1 else many}"
 
 
 @app.command()

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from services.cli.lazy import lazy_module
+from services.cli.words import plural
 
 if TYPE_CHECKING:
     import asyncpg
@@ -199,7 +200,9 @@ def test(
     watch, results = _with_watches(go)
     if watch is None or results is None:
         raise _fail(f"no watch {name!r}", 1)
-    typer.echo(f"{results.total} in the archive ({results.total_articles} articles)")
+    about = "about " if results.total_is_estimate else ""
+    typer.echo(f"{about}{plural(results.total, 'story', 'stories')} in the archive "
+               f"({about}{plural(results.total_articles, 'article', 'articles')})")
     for hit in results.hits:
         day = hit.published.date().isoformat() if hit.published else "----------"
         typer.echo(f"{hit.id}  {day}  {hit.source or '-'}  [{hit.language}]  {hit.title}")

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.cli.main import plural
 from services.cli.servers import ServerUnavailable, listen, port_is_free
+from services.cli.words import plural
 from services.fetcher.fetch import FetchRefused, _checked_addresses
 from shared.logging import QuietProbes
 from shared.settings import Settings
