@@ -153,7 +153,8 @@ async def live_consumers(client: Redis) -> list[ReplicaStatus]:
     seen = {r.consumer for r in found}
     found += [ReplicaStatus(r.stage, r.consumer, r.metrics, None, 0)
               for r in beating.values() if r.consumer not in seen and r.stage in groups]
-    return found
+    order = {stream.group: n for n, stream in enumerate(STREAMS) if stream.group}
+    return sorted(found, key=lambda r: (order.get(r.stage, len(order)), r.consumer))
 
 
 async def status(client: Redis) -> list[StreamStatus]:
