@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from services.cli.db import with_pool
 from services.cli.lazy import lazy_module
 from services.cli.watch import watch_app
 from services.cli.words import plural
@@ -99,29 +100,6 @@ def _with_redis(work: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         typer.echo(f"error: cannot reach Redis at {settings.redis_url} (REDIS_URL): {exc}",
                    err=True)
-        raise typer.Exit(1) from None
-
-
-def _with_store(work: Callable[[Any], Awaitable[T]]) -> T:
-    from shared.settings import Settings
-
-    settings = Settings()
-
-    async def go() -> T:
-        pool = await store.connect(settings.database_url, max_size=2)
-        try:
-            return await work(pool)
-        finally:
-            await pool.close()
-
-    try:
-        return asyncio.run(go())
-    except (OSError, asyncpg.PostgresError) as exc:
-        # Imported here: shared.reach imports redis-py, which a search does not need.
-        from shared.reach import where
-
-        typer.echo(f"error: cannot reach the search store at {where(settings.database_url)} "
-                   f"(DATABASE_URL): {exc}", err=True)
         raise typer.Exit(1) from None
 
 
@@ -414,7 +392,7 @@ def reparse(
             await client.aclose()
 
     try:
-        published = _with_store(go)
+        published = with_pool(go)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         typer.echo(f"error: cannot reach Redis at {settings.redis_url} (REDIS_URL): {exc}",
                    err=True)
@@ -474,7 +452,7 @@ def search(
     from shared.settings import Settings
 
     bound = Settings().search_bound
-    results: store.SearchResults = _with_store(lambda pool: store.search(pool, q, bound=bound))
+    results: store.SearchResults = with_pool(lambda pool: store.search(pool, q, bound=bound))
     if as_json:
         typer.echo(results.model_dump_json())
         return
@@ -506,7 +484,7 @@ def get(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """One stored article, whole."""
-    article = _with_store(lambda pool: store.get_article(pool, article_id))
+    article = with_pool(lambda pool: store.get_article(pool, article_id))
     if article is None:
         typer.echo(f"error: no article {article_id}", err=True)
         raise typer.Exit(1)
@@ -536,7 +514,7 @@ def export() -> None:
         async for article in store.export_articles(pool):
             sys.stdout.write(_json(article) + "\n")
 
-    _with_store(go)
+    with_pool(go)
 
 
 @app.command()

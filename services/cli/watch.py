@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from services.cli.db import with_pool
 from services.cli.lazy import lazy_module
 from services.cli.words import plural
 
@@ -36,23 +36,7 @@ T = TypeVar("T")
 
 
 def _with_watches(work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
-    settings = _settings()
-
-    async def go() -> T:
-        pool = await watches.connect(settings.database_url, max_size=2)
-        try:
-            return await work(pool)
-        finally:
-            await pool.close()
-
-    try:
-        return asyncio.run(go())
-    except (OSError, asyncpg.PostgresError) as exc:
-        from shared.reach import where
-
-        typer.echo(f"error: cannot reach the search store at {where(settings.database_url)} "
-                   f"(DATABASE_URL): {exc}", err=True)
-        raise typer.Exit(1) from None
+    return with_pool(work, watches.connect)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
