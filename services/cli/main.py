@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from services.cli import options
 from services.cli.db import with_pool
 from services.cli.lazy import lazy_module
 from services.cli.watch import watch_app
@@ -402,18 +403,17 @@ def reparse(
 
 @app.command()
 def search(
-    query: Annotated[str, typer.Argument(help='Words, "phrases", -exclusions, OR.')] = "",
-    language: Annotated[str | None, typer.Option(help="ISO 639-1 code, e.g. en.")] = None,
-    source: Annotated[str | None, typer.Option(help="Site host, e.g. example.com.")] = None,
-    entity: Annotated[str | None, typer.Option(help="A person, organisation or place.")] = None,
-    person: Annotated[str | None, typer.Option(help="A person named in the article.")] = None,
-    organization: Annotated[str | None, typer.Option(help="An organisation named.")] = None,
-    place: Annotated[str | None, typer.Option(help="A place named in the article.")] = None,
-    credit: Annotated[str | None, typer.Option(
-        help="An organisation credited with the story, e.g. dpa, Reuters.")] = None,
-    country: Annotated[str | None, typer.Option(help="ISO 3166 code, e.g. IR.")] = None,
-    since: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])] = None,
-    until: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])] = None,
+    query: options.Query = "",
+    language: options.Language = None,
+    source: options.Source = None,
+    entity: options.Entity = None,
+    person: options.Person = None,
+    organization: options.Organization = None,
+    place: options.Place = None,
+    credit: options.Credit = None,
+    country: options.Country = None,
+    since: options.Day = None,
+    until: options.Day = None,
     has_duplicates: Annotated[bool | None, typer.Option(
         "--has-duplicates/--no-duplicates",
         help="Only stories published more than once / only once.")] = None,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from services.cli import options
 from services.cli.db import with_pool
 from services.cli.lazy import lazy_module
 from services.cli.words import plural
@@ -55,18 +55,17 @@ def _describe(watch: watches.Watch) -> str:
 @watch_app.command("add")
 def add(
     name: Annotated[str, typer.Argument(help="A name for the watch (unique).")],
-    query: Annotated[str, typer.Argument(help='Words, "phrases", -exclusions, OR.')] = "",
-    language: Annotated[str | None, typer.Option(help="ISO 639-1 code, e.g. en.")] = None,
-    source: Annotated[str | None, typer.Option(help="Site host, e.g. example.com.")] = None,
-    entity: Annotated[str | None, typer.Option(help="A person, organisation or place.")] = None,
-    person: Annotated[str | None, typer.Option(help="A person named in the article.")] = None,
-    organization: Annotated[str | None, typer.Option(help="An organisation named.")] = None,
-    place: Annotated[str | None, typer.Option(help="A place named in the article.")] = None,
-    country: Annotated[str | None, typer.Option(help="ISO 3166 code, e.g. TJ.")] = None,
-    credit: Annotated[str | None, typer.Option(
-        help="A credited agency or desk, e.g. dpa (wire copy).")] = None,
-    since: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])] = None,
-    until: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])] = None,
+    query: options.Query = "",
+    language: options.Language = None,
+    source: options.Source = None,
+    entity: options.Entity = None,
+    person: options.Person = None,
+    organization: options.Organization = None,
+    place: options.Place = None,
+    country: options.Country = None,
+    credit: options.Credit = None,
+    since: options.Day = None,
+    until: options.Day = None,
     webhook: Annotated[str | None, typer.Option(help="POST each new match here.")] = None,
     format_: Annotated[str, typer.Option("--format", help="json, or slack ({\"text\": …}).")]
     = "json",
