@@ -128,7 +128,7 @@ async def live_consumers(client: Redis) -> list[ReplicaStatus]:
     current heartbeat (shared/replicas.py), or, without one, that read recently. A replica
     that is gone stays in its group until the janitor forgets it; it is not counted."""
     beating = await replicas.live_replicas(client)
-    found = []
+    found: list[ReplicaStatus] = []
     for stream in STREAMS:
         if not stream.group or not await client.exists(stream.name):
             continue
@@ -145,8 +145,15 @@ async def live_consumers(client: Redis) -> list[ReplicaStatus]:
             idle_ms = consumer.get("inactive", consumer["idle"])
             if idle_ms is None or int(idle_ms) < 0:  # -1: never got one
                 idle_ms = consumer["idle"]
-            found.append(ReplicaStatus(stream.group, name, replica.metrics if replica else None,
-                                       int(idle_ms) / 1000, int(consumer["pending"])))
+            idle, pending = int(idle_ms) / 1000, int(consumer["pending"])
+            # A stage reading two streams (the watcher) is one replica, listed once.
+            same = next((r for r in found if (r.stage, r.consumer) == (stream.group, name)), None)
+            if same is None:
+                found.append(ReplicaStatus(stream.group, name,
+                                           replica.metrics if replica else None, idle, pending))
+            else:
+                same.pending += pending
+                same.idle_s = idle if same.idle_s is None else min(same.idle_s, idle)
     # Before Redis 7.2 a read that delivers nothing creates no consumer: a running replica that
     # has been handed nothing yet is known by its heartbeat alone.
     groups = {stream.group for stream in STREAMS if stream.group}

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from services.cli import pipeline
 from shared import keys, replicas
 from shared.broker import ensure_groups
-from shared.streams import FETCHED
+from shared.streams import FETCHED, INDEXED, MATCHED
 
 
 async def test_status_counts_live_replicas_only(redis_client: Redis,
@@ -60,3 +60,12 @@ async def test_a_replica_handed_nothing_yet_is_counted(redis_client: Redis) -> N
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beat
+
+
+async def test_a_replica_reading_two_streams_is_listed_once(redis_client: Redis) -> None:
+    await ensure_groups(redis_client)
+    for stream in (INDEXED, MATCHED):
+        await redis_client.xadd(stream.name, {"n": "1"})
+        await redis_client.xreadgroup("watcher", "host-4", {stream.name: ">"}, count=1)
+    [live] = await pipeline.live_consumers(redis_client)
+    assert (live.stage, live.consumer, live.pending) == ("watcher", "host-4", 2)
